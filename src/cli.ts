@@ -1,0 +1,136 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { formatTable, formatJsonLines, runOnce } from './cli/once.js';
+import { USAGE } from './cli/usage.js';
+import { formatProblem, loadConfigFile } from './config/load.js';
+import type { Config } from './config/schema.js';
+import { startDaemon } from './daemon/daemon.js';
+import { createLogger } from './log/logger.js';
+import { pino } from 'pino';
+import { describeError } from './util/errors.js';
+import { VERSION } from './version.js';
+
+// Command line: parse, load config, dispatch. Expected failures print one clear line and exit
+// with 1 (a target failed) or 2 (usage or config); no stack traces.
+
+const EXIT_OK = 0;
+const EXIT_FAILED = 1;
+const EXIT_USAGE = 2;
+
+class UsageError extends Error {}
+
+async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string', short: 'c' },
+        'dry-run': { type: 'boolean' },
+        json: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'V' },
+      },
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return EXIT_OK;
+  }
+  if (values.version) {
+    process.stdout.write(`pg-reaper ${VERSION}\n`);
+    return EXIT_OK;
+  }
+  const command = positionals[0] ?? 'run';
+  if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}"`);
+  if (!['run', 'check', 'once', 'demo'].includes(command)) throw new UsageError(`unknown command "${command}"; expected run, check, once or demo`);
+  if ((values['dry-run'] || values.json) && command !== 'once') throw new UsageError('--dry-run and --json only apply to "once"');
+
+  if (command === 'demo') {
+    const { runDemo } = await import('./demo/demo.js');
+    return runDemo();
+  }
+
+  const file = values.config ?? process.env.PG_REAPER_CONFIG ?? 'config.yaml';
+  const loaded = loadConfigFile(file);
+  if (!loaded.ok) {
+    for (const p of loaded.problems) process.stderr.write(formatProblem(p) + '\n');
+    process.stderr.write(`${file}: ${loaded.problems.length} problem${loaded.problems.length === 1 ? '' : 's'}; nothing was started\n`);
+    return EXIT_USAGE;
+  }
+  const config = loaded.config;
+
+  if (command === 'check') {
+    process.stdout.write(`${file}: ok: ${summary(config)}\n`);
+    return EXIT_OK;
+  }
+  if (command === 'once') {
+    const effective: Config = values['dry-run'] ? { ...config, dryRun: true } : config;
+    const logger = createLogger(config.logLevel, pino.destination({ dest: 2, sync: true }));
+    const reports = await runOnce(effective, logger);
+    process.stdout.write(values.json ? formatJsonLines(reports, config.logQueryText) : formatTable(reports));
+    return reports.every((r) => r.ok) ? EXIT_OK : EXIT_FAILED;
+  }
+  return runDaemon(config);
+}
+
+function summary(c: Config): string {
+  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+  return `${plural(c.targets.length, 'target')} (${c.targets.map((t) => t.name).join(', ')}), ${plural(c.policies.length, 'policy').replace('policys', 'policies')} (${c.policies.map((p) => p.name).join(', ')}), schedule "${c.schedule}"${c.timezone ? ` ${c.timezone}` : ''}, dryRun ${c.dryRun ? 'on' : 'off'}`;
+}
+
+async function runDaemon(config: Config): Promise<number> {
+  const logger = createLogger(config.logLevel);
+  // Nothing may end the process silently: log it, then exit non-zero so a supervisor restarts us.
+  const fatal = (kind: string) => (err: unknown) => {
+    logger.fatal({ error: describeError(err) }, `${kind}: exiting`);
+    process.exit(EXIT_FAILED);
+  };
+  process.on('uncaughtException', fatal('uncaught exception'));
+  process.on('unhandledRejection', fatal('unhandled rejection'));
+
+  let daemon;
+  try {
+    daemon = await startDaemon(config, { logger, version: VERSION });
+  } catch (err) {
+    logger.fatal({ error: describeError(err) }, 'cannot start');
+    return EXIT_FAILED;
+  }
+  return new Promise<number>((resolve) => {
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+      signals++;
+      if (signals > 1) {
+        logger.warn({ signal }, 'second signal: exiting now');
+        resolve(EXIT_FAILED);
+        return;
+      }
+      logger.info({ signal }, 'shutting down');
+      daemon.stop().then(
+        () => resolve(EXIT_OK),
+        (err: unknown) => {
+          logger.error({ error: describeError(err) }, 'error while stopping');
+          resolve(EXIT_FAILED);
+        },
+      );
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`pg-reaper: ${err.message}\nRun "pg-reaper --help" for usage.\n`);
+      process.exit(EXIT_USAGE);
+    }
+    process.stderr.write(`pg-reaper: ${describeError(err)}\n`);
+    process.exit(EXIT_FAILED);
+  },
+);

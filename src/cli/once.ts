@@ -1,0 +1,62 @@
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Config } from '../config/schema.js';
+import { formatDuration } from '../config/duration.js';
+import { openTarget } from '../db/target.js';
+import type { Logger } from '../log/logger.js';
+import { compilePolicies } from '../policy/compile.js';
+import { actionFields, logRun, privilegeWarnings } from '../run/report.js';
+import { runTarget, type RunReport } from '../run/run-target.js';
+
+// `pg-reaper once`: every target once, in parallel; decisions as a table or JSON lines.
+
+export async function runOnce(config: Config, logger: Logger): Promise<RunReport[]> {
+  return Promise.all(
+    config.targets.map(async (t) => {
+      const db = openTarget(t, { applicationName: config.applicationName });
+      try {
+        const report = await runTarget(
+          {
+            target: t.name,
+            policies: compilePolicies(config, t.name),
+            applicationName: config.applicationName,
+            maxActionsPerRun: config.maxActionsPerRun,
+            terminateTimeoutMs: config.terminateTimeout,
+            logQueryText: config.logQueryText,
+          },
+          { db, wallClock: Date.now, monotonic: () => performance.now(), sleep: (ms) => sleep(ms) },
+        );
+        if (report.snapshot) for (const w of privilegeWarnings(report.snapshot.privileges)) logger.warn({ target: t.name }, w);
+        logRun(logger, report, config.logQueryText);
+        return report;
+      } finally {
+        await db.close().catch(() => undefined);
+      }
+    }),
+  );
+}
+
+export function formatJsonLines(reports: readonly RunReport[], logQueryText: boolean): string {
+  return reports.flatMap((r) => r.results.map((a) => JSON.stringify(actionFields(a, logQueryText)) + '\n')).join('');
+}
+
+export function formatTable(reports: readonly RunReport[]): string {
+  const header = ['TARGET', 'POLICY', 'REASON', 'ACTION', 'OUTCOME', 'PID', 'USER', 'DATABASE', 'APPLICATION', 'CLIENT', 'AGE', 'LIMIT'];
+  const rows = reports.flatMap((r) =>
+    r.results.map((a) => {
+      const d = a.decision;
+      const s = d.session;
+      return [d.target, d.policy, d.reason, d.action, a.outcome, String(s.pid), s.user ?? '', s.database ?? '', s.application, s.local ? 'local' : (s.clientAddr ?? ''), formatDuration(d.seconds * 1000), formatDuration(d.thresholdSeconds * 1000)];
+    }),
+  );
+  const lines: string[] = [];
+  if (rows.length) {
+    const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+    for (const row of [header, ...rows]) lines.push(row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd());
+  }
+  for (const r of reports) {
+    const state = r.ok ? `ok, ${r.snapshot?.sessions.length ?? 0} sessions, ${r.results.length} decisions` : `FAILED: ${r.error}`;
+    lines.push(`${r.target}: ${state} (${formatDuration(r.durationSeconds * 1000)})`);
+  }
+  return lines.join('\n') + '\n';
+}

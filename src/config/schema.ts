@@ -1,0 +1,199 @@
+import { Cron } from 'croner';
+import { z } from 'zod';
+import { addressError } from '../policy/address.js';
+import { parseDuration } from './duration.js';
+
+// The config file's schema: every key, its default, and the rules that span keys. Downstream
+// code takes `Config`, which only `validateConfig` can produce.
+
+const NAME = /^[a-z0-9_-]+$/;
+const name = z.string().regex(NAME, { error: (iss) => `expected lowercase letters, digits, "_" or "-", got ${show(iss.input)}` });
+
+const duration = (hint: string) =>
+  z.any().transform((value, ctx) => {
+    const ms = parseDuration(value);
+    if (ms === undefined || ms <= 0) {
+      ctx.addIssue({ code: 'custom', message: `expected a duration like "${hint}" (ms, s, m, h, d, or a number of seconds) greater than 0, got ${show(value)}` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+// Values from ${VAR} arrive as strings: accept "5432" and "true" where a number or boolean belongs.
+const integer = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z.preprocess((v) => (typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v) : v), z.number().int().min(min).max(max));
+const boolean = z.preprocess((v) => (v === 'true' ? true : v === 'false' ? false : v), z.boolean());
+
+const globList = z.array(z.string().min(1)).default([]);
+const addressList = z
+  .array(
+    z.string().superRefine((entry, ctx) => {
+      const error = addressError(entry);
+      if (error) ctx.addIssue({ code: 'custom', message: error });
+    }),
+  )
+  .default([]);
+
+const selector = z.strictObject({
+  users: globList,
+  databases: globList,
+  applications: globList,
+  clientAddresses: addressList,
+});
+const emptySelector = () => ({ users: [], databases: [], applications: [], clientAddresses: [] });
+
+const target = z
+  .strictObject({
+    name,
+    connectionString: z.string().min(1).optional(),
+    host: z.string().min(1).optional(),
+    port: integer(1, 65535).optional(),
+    user: z.string().min(1).optional(),
+    password: z.string().optional(),
+    passwordFile: z.string().min(1).optional(),
+    database: z.string().min(1).optional(),
+    connectTimeout: duration('5s').default(5000),
+    queryTimeout: duration('30s').default(30_000),
+  })
+  .superRefine((t, ctx) => {
+    if (t.connectionString === undefined && t.host === undefined) {
+      ctx.addIssue({ code: 'custom', message: 'expected either connectionString or host (with port, user, database)' });
+    }
+    if (t.connectionString !== undefined) {
+      for (const key of ['host', 'port', 'user', 'database'] as const) {
+        if (t[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: `"${key}" cannot be combined with connectionString; put it in the connection string or drop connectionString` });
+      }
+    }
+    if (t.password !== undefined && t.passwordFile !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['passwordFile'], message: 'expected password or passwordFile, not both' });
+    }
+  });
+
+export const THRESHOLD_KEYS = ['maxIdle', 'maxIdleInTransaction', 'maxQueryDuration', 'maxTransactionDuration', 'maxConnectionAge'] as const;
+
+const policy = z.strictObject({
+  name,
+  targets: z.array(name).min(1).optional(),
+  maxIdle: duration('10m').optional(),
+  maxIdleInTransaction: duration('2m').optional(),
+  maxQueryDuration: duration('15m').optional(),
+  maxTransactionDuration: duration('1h').optional(),
+  maxConnectionAge: duration('12h').optional(),
+  match: selector.default(emptySelector),
+  exempt: selector.default(emptySelector),
+  action: z.enum(['terminate', 'cancel']).default('terminate'),
+  dryRun: boolean.default(false),
+  maxActionsPerRun: integer(1).optional(),
+});
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export const configSchema = z
+  .strictObject({
+    schedule: z
+      .string()
+      .default('*/30 * * * * *')
+      .superRefine((pattern, ctx) => {
+        const error = scheduleError(pattern);
+        if (error) ctx.addIssue({ code: 'custom', message: error });
+      }),
+    timezone: z
+      .string()
+      .superRefine((zone, ctx) => {
+        if (!isTimeZone(zone)) ctx.addIssue({ code: 'custom', message: `expected an IANA time zone like "UTC" or "Europe/Berlin", got ${show(zone)}` });
+      })
+      .optional(),
+    dryRun: boolean.default(false),
+    logLevel: z.enum(LOG_LEVELS).default('info'),
+    applicationName: z.string().min(1).max(63).default('pg-reaper'),
+    http: z
+      .strictObject({ host: z.string().min(1).default('0.0.0.0'), port: integer(0, 65535).default(9188) })
+      .default({ host: '0.0.0.0', port: 9188 }),
+    maxActionsPerRun: integer(1).optional(),
+    terminateTimeout: duration('5s').default(5000),
+    shutdownTimeout: duration('10s').default(10_000),
+    logQueryText: boolean.default(false),
+    exempt: selector.default(emptySelector),
+    targets: z.array(target).min(1),
+    policies: z.array(policy).min(1),
+  })
+  .brand<'ValidatedConfig'>();
+
+export type Config = z.output<typeof configSchema>;
+export type TargetConfig = Config['targets'][number];
+export type PolicyConfig = Config['policies'][number];
+export type Selector = z.output<typeof selector>;
+
+export interface RuleIssue {
+  path: (string | number)[];
+  message: string;
+}
+
+// Rules that span keys. They read the raw input defensively so that they are reported together
+// with every other problem, not only once the rest of the file is valid.
+export function crossKeyIssues(raw: unknown): RuleIssue[] {
+  const issues: RuleIssue[] = [];
+  const root = record(raw);
+  const targets = list(root.targets).map(record);
+  const policies = list(root.policies).map(record);
+  const targetNames = targets.map((t) => t.name).filter((n): n is string => typeof n === 'string');
+  for (const [kind, items] of [['targets', targets], ['policies', policies]] as const) {
+    const names = items.map((i) => i.name);
+    names.forEach((n, i) => {
+      if (typeof n === 'string' && names.indexOf(n) < i) issues.push({ path: [kind, i, 'name'], message: `duplicate ${kind === 'targets' ? 'target' : 'policy'} name "${n}"; names must be unique` });
+    });
+  }
+  policies.forEach((p, i) => {
+    list(p.targets).forEach((t, j) => {
+      if (typeof t === 'string' && !targetNames.includes(t)) {
+        issues.push({ path: ['policies', i, 'targets', j], message: `unknown target "${t}"; defined targets: ${targetNames.join(', ') || '(none)'}` });
+      }
+    });
+    const thresholds = THRESHOLD_KEYS.filter((k) => p[k] !== undefined && p[k] !== null);
+    if (thresholds.length === 0) {
+      issues.push({ path: ['policies', i], message: `a policy needs at least one threshold: ${THRESHOLD_KEYS.join(', ')}` });
+    }
+    if (p.action === 'cancel' && (thresholds.length !== 1 || thresholds[0] !== 'maxQueryDuration')) {
+      issues.push({
+        path: ['policies', i, 'action'],
+        message: 'action "cancel" only works with maxQueryDuration alone (cancelling an idle session does nothing); use action "terminate" or a separate policy',
+      });
+    }
+  });
+  return issues;
+}
+
+function record(v: unknown): Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+}
+
+function list(v: unknown): unknown[] {
+  return Array.isArray(v) ? v : [];
+}
+
+export function scheduleError(pattern: string): string | undefined {
+  try {
+    new Cron(pattern, { paused: true, mode: '5-or-6-parts' }).stop();
+    return undefined;
+  } catch (err) {
+    return `expected a cron pattern with 5 or 6 fields like "*/30 * * * * *" (${(err as Error).message}), got ${show(pattern)}`;
+  }
+}
+
+function isTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function show(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (value === null) return 'null';
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  return String(value);
+}

@@ -1,0 +1,47 @@
+// What one snapshot of pg_stat_activity says, as plain data: the planner's whole input besides
+// config. Times are epoch milliseconds on the server's clock.
+
+export interface Session {
+  pid: number;
+  user: string | null;
+  database: string | null;
+  application: string;
+  /** Client IP; null for Unix-socket sessions (then `local` is true) or when not visible. */
+  clientAddr: string | null;
+  local: boolean;
+  state: string | null;
+  backendStartMs: number | null;
+  xactStartMs: number | null;
+  queryStartMs: number | null;
+  stateChangeMs: number | null;
+  /** Exact server text of backend_start and state_change: the identity the kill statement re-checks. */
+  backendStart: string | null;
+  stateChange: string | null;
+  /** The session's role is a superuser (or it has none). */
+  superuser: boolean;
+  /** Our role may signal it (superuser, pg_signal_backend or the role's privileges). */
+  canSignal: boolean;
+  query?: string | null;
+}
+
+export interface Privileges {
+  superuser: boolean;
+  signalBackend: boolean;
+  readAllStats: boolean;
+}
+
+export interface Snapshot {
+  /** clock_timestamp() of the server when the snapshot was read. */
+  nowMs: number;
+  selfPid: number;
+  privileges: Privileges;
+  sessions: Session[];
+}
+
+/** Metric label for a pg_stat_activity state: "idle in transaction (aborted)" → "idle_in_transaction_aborted". */
+export function stateLabel(state: string | null): string {
+  if (state === null) return 'unknown';
+  return state.replace(/[()]/g, '').trim().replace(/\s+/g, '_');
+}
+
+export const STATE_LABELS = ['active', 'idle', 'idle_in_transaction', 'idle_in_transaction_aborted', 'fastpath_function_call', 'disabled', 'unknown'] as const;

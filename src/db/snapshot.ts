@@ -1,0 +1,90 @@
+import type { Db } from './db.js';
+import type { Session, Snapshot } from './session.js';
+
+// One statement reads the server clock, our privileges and every client backend but our own.
+// LEFT JOIN from the one-row `me` keeps the clock when there are no sessions at all. Ages are
+// taken against clock_timestamp() of this same statement, never the daemon's clock.
+const sql = (withQuery: boolean) => `
+WITH me AS (
+  SELECT clock_timestamp() AS now, pg_backend_pid() AS pid, r.rolsuper AS superuser,
+         pg_has_role(current_user, 'pg_signal_backend', 'USAGE') AS signal_backend,
+         pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS read_all_stats
+    FROM pg_roles r WHERE r.rolname = current_user
+)
+SELECT extract(epoch FROM me.now)::float8 * 1000 AS now_ms, me.pid AS self_pid,
+       me.superuser AS self_superuser, me.signal_backend AS self_signal_backend, me.read_all_stats AS self_read_all_stats,
+       a.pid, a.usename AS "user", a.datname AS database, a.application_name AS application,
+       host(a.client_addr) AS client_addr, a.client_port = -1 AS local, a.state,
+       extract(epoch FROM a.backend_start)::float8 * 1000 AS backend_start_ms,
+       extract(epoch FROM a.xact_start)::float8 * 1000 AS xact_start_ms,
+       extract(epoch FROM a.query_start)::float8 * 1000 AS query_start_ms,
+       extract(epoch FROM a.state_change)::float8 * 1000 AS state_change_ms,
+       a.backend_start::text AS backend_start, a.state_change::text AS state_change,
+       coalesce(r.rolsuper, true) AS superuser,
+       me.superuser OR (NOT coalesce(r.rolsuper, true)
+         AND (me.signal_backend OR coalesce(pg_has_role(current_user, a.usesysid, 'USAGE'), false))) AS can_signal
+       ${withQuery ? ', a.query' : ''}
+  FROM me
+  LEFT JOIN (pg_stat_activity a LEFT JOIN pg_roles r ON r.oid = a.usesysid)
+    ON a.backend_type = 'client backend' AND a.pid <> me.pid`;
+
+const SQL_PLAIN = sql(false);
+const SQL_WITH_QUERY = sql(true);
+
+interface Row {
+  now_ms: number;
+  self_pid: number;
+  self_superuser: boolean;
+  self_signal_backend: boolean;
+  self_read_all_stats: boolean;
+  pid: number | null;
+  user: string | null;
+  database: string | null;
+  application: string | null;
+  client_addr: string | null;
+  local: boolean | null;
+  state: string | null;
+  backend_start_ms: number | null;
+  xact_start_ms: number | null;
+  query_start_ms: number | null;
+  state_change_ms: number | null;
+  backend_start: string | null;
+  state_change: string | null;
+  superuser: boolean;
+  can_signal: boolean;
+  query?: string | null;
+}
+
+export async function readSnapshot(db: Db, opts: { withQuery: boolean }): Promise<Snapshot> {
+  const rows = await db.query<Row>(opts.withQuery ? SQL_WITH_QUERY : SQL_PLAIN);
+  const first = rows[0];
+  if (!first) throw new Error('snapshot query returned no row: is the connected role visible in pg_roles?');
+  const sessions: Session[] = [];
+  for (const r of rows) {
+    if (r.pid === null) continue;
+    sessions.push({
+      pid: r.pid,
+      user: r.user,
+      database: r.database,
+      application: r.application ?? '',
+      clientAddr: r.client_addr,
+      local: r.local === true,
+      state: r.state,
+      backendStartMs: r.backend_start_ms,
+      xactStartMs: r.xact_start_ms,
+      queryStartMs: r.query_start_ms,
+      stateChangeMs: r.state_change_ms,
+      backendStart: r.backend_start,
+      stateChange: r.state_change,
+      superuser: r.superuser,
+      canSignal: r.can_signal,
+      ...(opts.withQuery ? { query: r.query ?? null } : {}),
+    });
+  }
+  return {
+    nowMs: first.now_ms,
+    selfPid: first.self_pid,
+    privileges: { superuser: first.self_superuser, signalBackend: first.self_signal_backend, readAllStats: first.self_read_all_stats },
+    sessions,
+  };
+}

@@ -1,0 +1,77 @@
+import { readFile } from 'node:fs/promises';
+import pg from 'pg';
+import type { TargetConfig } from '../config/schema.js';
+import { describeError, registerSecret } from '../util/errors.js';
+import type { Db } from './db.js';
+
+// One connection pool per target. Every connection carries our application_name (so no replica
+// of ours reaps it), TCP keepalives, and client- and server-side timeouts, so that a server that
+// stops answering costs one failed run, never a stuck loop.
+
+export interface TargetDb extends Db {
+  readonly name: string;
+  close(): Promise<void>;
+}
+
+export interface TargetOptions {
+  applicationName: string;
+  onError?: (message: string) => void;
+}
+
+export function poolConfig(t: TargetConfig, opts: TargetOptions): pg.PoolConfig {
+  registerSecret(t.password);
+  const config: pg.PoolConfig = {
+    application_name: opts.applicationName,
+    connectionTimeoutMillis: Math.ceil(t.connectTimeout),
+    query_timeout: Math.ceil(t.queryTimeout),
+    statement_timeout: Math.ceil(t.queryTimeout),
+    keepAlive: true,
+    max: 1,
+    // keep the connection between runs; the server may still close it (pool 'error' below)
+    idleTimeoutMillis: 0,
+  };
+  if (t.connectionString !== undefined) {
+    config.connectionString = t.connectionString;
+    const embedded = passwordIn(t.connectionString);
+    registerSecret(embedded);
+  } else {
+    Object.assign(config, { host: t.host, port: t.port, user: t.user, database: t.database });
+  }
+  if (t.password !== undefined) config.password = t.password;
+  if (t.passwordFile !== undefined) {
+    const file = t.passwordFile;
+    // read at every connect, so a rotated secret is picked up without a restart
+    config.password = async () => {
+      const text = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+        throw new Error(`cannot read passwordFile ${file}: ${err.code ?? err.message}`);
+      });
+      const password = text.replace(/\r?\n$/, '');
+      registerSecret(password);
+      return password;
+    };
+  }
+  return config;
+}
+
+export function openTarget(t: TargetConfig, opts: TargetOptions): TargetDb {
+  const pool = new pg.Pool(poolConfig(t, opts));
+  // An idle connection that the server closes must not crash the process: the next run reconnects.
+  pool.on('error', (err) => opts.onError?.(describeError(err)));
+  return {
+    name: t.name,
+    async query<R extends object>(sql: string, params?: readonly unknown[]) {
+      const result = await pool.query<R>(sql, params as unknown[] | undefined);
+      return result.rows;
+    },
+    close: () => pool.end(),
+  };
+}
+
+function passwordIn(connectionString: string): string | undefined {
+  try {
+    const url = new URL(connectionString);
+    return url.password ? decodeURIComponent(url.password) : (url.searchParams.get('password') ?? undefined);
+  } catch {
+    return /password=([^\s&]+)/.exec(connectionString)?.[1];
+  }
+}

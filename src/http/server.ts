@@ -1,0 +1,54 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Registry } from 'prom-client';
+
+// /metrics for Prometheus, /livez (= /healthz) and /readyz for Kubernetes probes; 404 elsewhere.
+
+export interface Health {
+  live(): boolean;
+  ready(): boolean;
+}
+
+export interface HttpServer {
+  port: number;
+  host: string;
+  close(): Promise<void>;
+}
+
+export async function startHttpServer(host: string, port: number, registry: Registry, health: Health): Promise<HttpServer> {
+  const server: Server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { allow: 'GET, HEAD' }).end();
+      return;
+    }
+    if (path === '/metrics') {
+      registry.metrics().then(
+        (body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body),
+        () => res.writeHead(500).end('metrics unavailable\n'),
+      );
+      return;
+    }
+    const probe = path === '/livez' || path === '/healthz' ? health.live() : path === '/readyz' ? health.ready() : undefined;
+    if (probe === undefined) res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+    else res.writeHead(probe ? 200 : 503, { 'content-type': 'text/plain' }).end(probe ? 'ok\n' : 'not ready\n');
+  });
+  server.keepAliveTimeout = 5000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  return {
+    port: address.port,
+    host: address.address,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

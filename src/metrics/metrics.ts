@@ -1,0 +1,80 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { STATE_LABELS } from '../db/session.js';
+import type { CompiledPolicy } from '../policy/compile.js';
+import { REASONS, type Reason } from '../plan/planner.js';
+
+// Every metric pg-reaper exports, named once. Labels are bounded: target and policy come from
+// the config, state/reason/action/outcome from fixed lists. Never a pid, user, query or error.
+
+export type RunResultLabel = 'success' | 'failure' | 'overlap';
+
+export interface Metrics {
+  registry: Registry;
+  targetUp: Gauge<'target'>;
+  runs: Counter<'target' | 'result'>;
+  runDuration: Histogram<'target'>;
+  lastRun: Gauge<'target'>;
+  lastSuccess: Gauge<'target'>;
+  sessions: Gauge<'target' | 'state'>;
+  maxStateAge: Gauge<'target' | 'state'>;
+  matched: Gauge<'target' | 'policy' | 'reason'>;
+  actions: Counter<'target' | 'policy' | 'reason' | 'action' | 'outcome'>;
+  /** (policy, reason) keys of matched_sessions set so far, per target. */
+  matchedSeen: Map<string, Set<string>>;
+}
+
+export function createMetrics(version: string, opts: { defaultMetrics?: boolean } = {}): Metrics {
+  const registry = new Registry();
+  if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+  new Gauge({ name: 'pg_reaper_build_info', help: 'pg-reaper version; always 1.', labelNames: ['version'], registers }).set({ version }, 1);
+  return {
+    registry,
+    targetUp: new Gauge({ name: 'pg_reaper_target_up', help: '1 when the last run read pg_stat_activity on the target, else 0.', labelNames: ['target'], registers }),
+    runs: new Counter({ name: 'pg_reaper_runs_total', help: 'Scheduled runs by result: success, failure, or overlap (skipped: the previous run was still going).', labelNames: ['target', 'result'], registers }),
+    runDuration: new Histogram({
+      name: 'pg_reaper_run_duration_seconds',
+      help: 'Duration of a run: snapshot, plan, signals and exit confirmation.',
+      labelNames: ['target'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
+    lastRun: new Gauge({ name: 'pg_reaper_last_run_timestamp_seconds', help: 'Unix time the last run finished, success or not.', labelNames: ['target'], registers }),
+    lastSuccess: new Gauge({ name: 'pg_reaper_last_success_timestamp_seconds', help: 'Unix time the last successful run finished.', labelNames: ['target'], registers }),
+    sessions: new Gauge({ name: 'pg_reaper_sessions', help: 'Client sessions seen by the last run, by state (unknown: not visible to our role).', labelNames: ['target', 'state'], registers }),
+    maxStateAge: new Gauge({ name: 'pg_reaper_max_state_age_seconds', help: 'Longest time any client session has been in its current state, by state, at the last run.', labelNames: ['target', 'state'], registers }),
+    matched: new Gauge({ name: 'pg_reaper_matched_sessions', help: 'Sessions that broke a policy at the last run, by the policy and reason that acted.', labelNames: ['target', 'policy', 'reason'], registers }),
+    matchedSeen: new Map(),
+    actions: new Counter({ name: 'pg_reaper_actions_total', help: 'Actions decided, by outcome (terminated, signalled, cancelled, would_terminate, would_cancel, skipped_changed, skipped_cap, denied, failed).', labelNames: ['target', 'policy', 'reason', 'action', 'outcome'], registers }),
+  };
+}
+
+/** Zero series for every target, state and (policy, reason) up front, so alerts see them before the first event. */
+export function initTargetSeries(m: Metrics, target: string, policies: readonly CompiledPolicy[]): void {
+  m.targetUp.set({ target }, 0);
+  for (const result of ['success', 'failure', 'overlap'] as const) m.runs.inc({ target, result }, 0);
+  for (const state of STATE_LABELS) {
+    m.sessions.set({ target, state }, 0);
+    m.maxStateAge.set({ target, state }, 0);
+  }
+  const seen = m.matchedSeen.get(target) ?? new Set<string>();
+  m.matchedSeen.set(target, seen);
+  for (const p of policies) {
+    for (const reason of reasonsOf(p)) {
+      m.matched.set({ target, policy: p.name, reason }, 0);
+      seen.add(`${p.name}\u0000${reason}`);
+    }
+  }
+}
+
+export function reasonsOf(p: CompiledPolicy): Reason[] {
+  const t = p.thresholds;
+  const has: Record<Reason, boolean> = {
+    idle: t.maxIdle !== undefined,
+    idle_in_transaction: t.maxIdleInTransaction !== undefined,
+    query_duration: t.maxQueryDuration !== undefined,
+    transaction_duration: t.maxTransactionDuration !== undefined,
+    connection_age: t.maxConnectionAge !== undefined,
+  };
+  return REASONS.filter((r) => has[r]);
+}

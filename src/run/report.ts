@@ -1,0 +1,107 @@
+import { stateLabel, STATE_LABELS, type Privileges } from '../db/session.js';
+import type { Logger } from '../log/logger.js';
+import type { Metrics } from '../metrics/metrics.js';
+import type { ActionResult } from './outcome.js';
+import type { RunReport } from './run-target.js';
+
+// Turns a finished run into log lines and metric updates. Logging and metrics happen here and
+// nowhere else, so `once`, the daemon and the tests report a run the same way.
+
+const round = (n: number) => Math.round(n * 1000) / 1000;
+
+/** The fields of one action's log line (also `once --json` output). */
+export function actionFields(r: ActionResult, logQueryText: boolean): Record<string, unknown> {
+  const d = r.decision;
+  const s = d.session;
+  return {
+    target: d.target,
+    policy: d.policy,
+    reason: d.reason,
+    action: d.action,
+    outcome: r.outcome,
+    dryRun: d.dryRun,
+    pid: s.pid,
+    user: s.user,
+    database: s.database,
+    application: s.application,
+    clientAddr: s.local ? 'local' : s.clientAddr,
+    state: s.state,
+    stateSeconds: round(d.seconds),
+    thresholdSeconds: round(d.thresholdSeconds),
+    ...(r.error ? { error: r.error } : {}),
+    ...(logQueryText && s.query !== undefined ? { query: s.query } : {}),
+  };
+}
+
+export function outcomeCounts(results: readonly ActionResult[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const r of results) counts[r.outcome] = (counts[r.outcome] ?? 0) + 1;
+  return counts;
+}
+
+export function logRun(logger: Logger, report: RunReport, logQueryText: boolean): void {
+  for (const r of report.results) {
+    const level = r.outcome === 'denied' || r.outcome === 'failed' ? 'warn' : 'info';
+    logger[level](actionFields(r, logQueryText), `${r.outcome} ${r.decision.reason} session`);
+  }
+  const summary = {
+    target: report.target,
+    result: report.ok ? 'success' : 'failure',
+    durationSeconds: round(report.durationSeconds),
+    sessions: report.snapshot?.sessions.length,
+    actions: outcomeCounts(report.results),
+    ...(report.error ? { error: report.error } : {}),
+  };
+  if (report.ok) logger.info(summary, 'run finished');
+  else logger.error(summary, 'run failed');
+}
+
+/** Warnings about missing privileges: logged once per target and change, not every run. */
+export function privilegeWarnings(p: Privileges): string[] {
+  if (p.superuser) return [];
+  const out: string[] = [];
+  if (!p.readAllStats) out.push("cannot see other roles' sessions in pg_stat_activity (state and times are hidden): GRANT pg_read_all_stats TO the reaper role");
+  if (!p.signalBackend) out.push('can only signal sessions of roles it has the privileges of: GRANT pg_signal_backend TO the reaper role');
+  return out;
+}
+
+export function recordRun(m: Metrics, report: RunReport): void {
+  const target = report.target;
+  m.runs.inc({ target, result: report.ok ? 'success' : 'failure' });
+  m.runDuration.observe({ target }, report.durationSeconds);
+  m.lastRun.set({ target }, report.finishedAtMs / 1000);
+  if (report.ok) m.lastSuccess.set({ target }, report.finishedAtMs / 1000);
+  const snap = report.snapshot;
+  m.targetUp.set({ target }, snap ? 1 : 0);
+  if (!snap) return;
+
+  const counts = new Map<string, number>(STATE_LABELS.map((s) => [s, 0]));
+  const ages = new Map<string, number>(STATE_LABELS.map((s) => [s, 0]));
+  for (const s of snap.sessions) {
+    const state = s.backendStart === null ? 'unknown' : stateLabel(s.state);
+    counts.set(state, (counts.get(state) ?? 0) + 1);
+    if (s.stateChangeMs !== null) ages.set(state, Math.max(ages.get(state) ?? 0, (snap.nowMs - s.stateChangeMs) / 1000));
+  }
+  for (const [state, n] of counts) m.sessions.set({ target, state }, n);
+  for (const [state, age] of ages) m.maxStateAge.set({ target, state }, age);
+
+  const matched = new Map<string, number>();
+  for (const r of report.results) {
+    const d = r.decision;
+    const key = `${d.policy}\u0000${d.reason}`;
+    matched.set(key, (matched.get(key) ?? 0) + 1);
+    m.actions.inc({ target, policy: d.policy, reason: d.reason, action: d.action, outcome: r.outcome });
+  }
+  setMatched(m, target, matched);
+}
+
+// matched_sessions describes the last run: series from earlier runs go back to 0.
+function setMatched(m: Metrics, target: string, counts: Map<string, number>): void {
+  const seen = m.matchedSeen.get(target) ?? new Set<string>();
+  m.matchedSeen.set(target, seen);
+  for (const key of new Set([...seen, ...counts.keys()])) {
+    const [policy, reason] = key.split('\u0000') as [string, string];
+    m.matched.set({ target, policy, reason }, counts.get(key) ?? 0);
+    seen.add(key);
+  }
+}

@@ -1,0 +1,73 @@
+import type { Db } from '../db/db.js';
+import type { Snapshot } from '../db/session.js';
+import { readSnapshot } from '../db/snapshot.js';
+import { plan } from '../plan/planner.js';
+import type { CompiledPolicy } from '../policy/compile.js';
+import { describeError } from '../util/errors.js';
+import { execute } from './executor.js';
+import type { ActionResult } from './outcome.js';
+
+// One run on one target: snapshot → plan → execute. It never throws: any failure becomes a
+// report with ok=false, so the schedule carries on.
+
+export interface RunSettings {
+  target: string;
+  policies: readonly CompiledPolicy[];
+  applicationName: string;
+  maxActionsPerRun?: number | undefined;
+  terminateTimeoutMs: number;
+  logQueryText: boolean;
+}
+
+export interface RunDeps {
+  db: Db;
+  /** Wall clock, epoch ms: only for timestamps in reports and metrics, never for ages. */
+  wallClock: () => number;
+  /** Monotonic ms, for durations and deadlines. */
+  monotonic: () => number;
+  sleep: (ms: number) => Promise<void>;
+}
+
+export interface RunReport {
+  target: string;
+  ok: boolean;
+  error?: string;
+  finishedAtMs: number;
+  durationSeconds: number;
+  snapshot?: Snapshot;
+  results: ActionResult[];
+}
+
+export async function runTarget(settings: RunSettings, deps: RunDeps): Promise<RunReport> {
+  const started = deps.monotonic();
+  const finish = (rest: Omit<RunReport, 'target' | 'finishedAtMs' | 'durationSeconds'>): RunReport => ({
+    target: settings.target,
+    finishedAtMs: deps.wallClock(),
+    durationSeconds: (deps.monotonic() - started) / 1000,
+    ...rest,
+  });
+  let snapshot: Snapshot;
+  try {
+    snapshot = await readSnapshot(deps.db, { withQuery: settings.logQueryText });
+  } catch (err) {
+    return finish({ ok: false, error: describeError(err), results: [] });
+  }
+  try {
+    const decisions = plan(snapshot, settings.policies, {
+      target: settings.target,
+      applicationName: settings.applicationName,
+      maxActionsPerRun: settings.maxActionsPerRun,
+    });
+    const results = await execute(decisions, {
+      db: deps.db,
+      applicationName: settings.applicationName,
+      terminateTimeoutMs: settings.terminateTimeoutMs,
+      sleep: deps.sleep,
+      now: deps.monotonic,
+    });
+    const failed = results.some((r) => r.outcome === 'failed');
+    return finish({ ok: !failed, ...(failed ? { error: 'some actions failed' } : {}), snapshot, results });
+  } catch (err) {
+    return finish({ ok: false, error: describeError(err), snapshot, results: [] });
+  }
+}

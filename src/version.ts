@@ -1,0 +1,20 @@
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+// The version in package.json, found by walking up from this file (src/ in tests, dist/src/ built).
+function readVersion(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'pg-reaper' && pkg.version) return pkg.version;
+    } catch {
+      // not here: go up
+    }
+    dir = dirname(dir);
+  }
+  return '0.0.0-unknown';
+}
+
+export const VERSION = readVersion();
