@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import pg from 'pg';
+import { parseIntoClientConfig } from 'pg-connection-string';
 import type { TargetConfig } from '../config/schema.js';
 import { describeError, registerSecret } from '../util/errors.js';
 import type { Db } from './db.js';
@@ -31,9 +32,14 @@ export function poolConfig(t: TargetConfig, opts: TargetOptions): pg.PoolConfig 
     idleTimeoutMillis: 0,
   };
   if (t.connectionString !== undefined) {
-    config.connectionString = t.connectionString;
-    const embedded = passwordIn(t.connectionString);
-    registerSecret(embedded);
+    // Parsed here rather than passed as connectionString: pg would let the string's (empty)
+    // password override a password or passwordFile given beside it.
+    const { password, ...rest } = parseIntoClientConfig(t.connectionString);
+    Object.assign(config, rest);
+    if (typeof password === 'string' && password) {
+      registerSecret(password);
+      config.password = password;
+    }
   } else {
     Object.assign(config, { host: t.host, port: t.port, user: t.user, database: t.database });
   }
@@ -65,13 +71,4 @@ export function openTarget(t: TargetConfig, opts: TargetOptions): TargetDb {
     },
     close: () => pool.end(),
   };
-}
-
-function passwordIn(connectionString: string): string | undefined {
-  try {
-    const url = new URL(connectionString);
-    return url.password ? decodeURIComponent(url.password) : (url.searchParams.get('password') ?? undefined);
-  } catch {
-    return /password=([^\s&]+)/.exec(connectionString)?.[1];
-  }
 }

@@ -1,0 +1,194 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { validateConfig } from '../../src/config/load.js';
+import type { Db } from '../../src/db/db.js';
+import { readSnapshot } from '../../src/db/snapshot.js';
+import { openTarget } from '../../src/db/target.js';
+import { plan } from '../../src/plan/planner.js';
+import { compilePolicies } from '../../src/policy/compile.js';
+import { execute } from '../../src/run/executor.js';
+import { ensureReaperRole, ensureRole, HARNESS_APP, outcomeOf, PASSWORD, reap, Sessions, testConfig, unique, urlFor } from '../helpers/pg.js';
+
+// What an operator fears most: the reaper killing replication, background processes or its own
+// connections, one bad victim or one bad server stopping the rest, a race killing the wrong pid.
+
+const s = new Sessions();
+let reaper: string;
+let app: string;
+
+beforeAll(async () => {
+  await s.start();
+  reaper = await ensureReaperRole(s.admin);
+  app = await ensureRole(s.admin, 'app_t');
+});
+afterEach(() => s.closeAll());
+afterAll(() => s.end());
+
+describe('sessions that are never ours to kill', () => {
+  it('a policy matching everything spares our own connections, other replicas, walsenders and every non-client backend', async () => {
+    const victim = await s.session({ user: app, application: unique('t-all') });
+    const otherReplica = await s.session({ user: reaper, application: 'pg-reaper' });
+    const walsender = await s.session({ application: unique('t-walsender'), replication: true });
+    await walsender.client.query('IDENTIFY_SYSTEM');
+    const background = (await s.admin.query<{ pid: number; backend_type: string }>("SELECT pid, backend_type FROM pg_stat_activity WHERE backend_type <> 'client backend'")).rows;
+    expect(background.map((b) => b.backend_type)).toEqual(expect.arrayContaining(['walsender', 'checkpointer']));
+    await s.agedOver(victim.pid, 300, 'backend_start');
+
+    // the reaper runs as superuser here, so nothing but the rules themselves protects them
+    const config = testConfig({ exempt: { applications: [HARNESS_APP] }, policies: [{ name: 'everything', maxConnectionAge: '1ms', maxIdle: '1ms' }] });
+    const db = openTarget(config.targets[0]!, { applicationName: config.applicationName });
+    const selfPid = (await db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid'))[0]!.pid;
+    const report = await reap(config, db);
+
+    expect(report.ok).toBe(true);
+    expect(report.snapshot!.privileges.superuser).toBe(true);
+    expect(report.results.map((r) => r.decision.session.pid)).toEqual([victim.pid]);
+    expect(outcomeOf(report, victim.pid)).toBe('terminated');
+    const survivors = await s.alive([selfPid, otherReplica.pid, walsender.pid, ...background.map((b) => b.pid)]);
+    expect(survivors).toEqual(new Set([selfPid, otherReplica.pid, walsender.pid, ...background.map((b) => b.pid)].filter((p) => p !== selfPid)));
+    expect(await s.isAlive(victim.pid)).toBe(false);
+  });
+});
+
+describe('races', () => {
+  it('a session that runs a query between plan and execute is skipped_changed and lives', async () => {
+    const tag = unique('t-race');
+    const busy = await s.session({ user: app, application: `${tag}-busy` });
+    const still = await s.session({ user: app, application: `${tag}-still` });
+    await s.agedOver(busy.pid, 400);
+    await s.agedOver(still.pid, 400);
+    const config = testConfig({ policies: [{ name: 'idle', maxIdle: '400ms', match: { applications: [`${tag}-*`] } }] }, reaper);
+    const db = openTarget(config.targets[0]!, { applicationName: config.applicationName });
+    try {
+      const snapshot = await readSnapshot(db, { withQuery: false });
+      const decisions = plan(snapshot, compilePolicies(config, 'main'), { target: 'main', applicationName: config.applicationName });
+      expect(decisions.map((d) => d.session.pid).sort()).toEqual([busy.pid, still.pid].sort());
+
+      await busy.client.query('SELECT 1'); // the session wakes up after we looked
+
+      const results = await execute(decisions, { db, applicationName: config.applicationName, terminateTimeoutMs: 5000, sleep: (ms) => sleep(ms), now: () => performance.now() });
+      const byPid = new Map(results.map((r) => [r.decision.session.pid, r.outcome]));
+      expect(byPid.get(busy.pid)).toBe('skipped_changed');
+      expect(byPid.get(still.pid)).toBe('terminated');
+      expect(await s.alive([busy.pid, still.pid])).toEqual(new Set([busy.pid]));
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('a pid whose backend exited and was replaced is not signalled (backend_start differs)', async () => {
+    const tag = unique('t-reuse');
+    const a = await s.session({ user: app, application: `${tag}-a` });
+    await s.agedOver(a.pid, 300);
+    const config = testConfig({ policies: [{ name: 'idle', maxIdle: '300ms', match: { applications: [`${tag}-*`] } }] }, reaper);
+    const db = openTarget(config.targets[0]!, { applicationName: config.applicationName });
+    try {
+      const snapshot = await readSnapshot(db, { withQuery: false });
+      const decisions = plan(snapshot, compilePolicies(config, 'main'), { target: 'main', applicationName: config.applicationName });
+      // forge the identity the snapshot saw: same pid, another backend_start, as after pid reuse
+      const forged = decisions.map((d) => ({ ...d, session: { ...d.session, backendStart: '2001-01-01 00:00:00+00' } }));
+      const results = await execute(forged, { db, applicationName: config.applicationName, terminateTimeoutMs: 5000, sleep: (ms) => sleep(ms), now: () => performance.now() });
+      expect(results.map((r) => r.outcome)).toEqual(['skipped_changed']);
+      expect(await s.isAlive(a.pid)).toBe(true);
+    } finally {
+      await db.close();
+    }
+  });
+});
+
+describe('errors stay with their victim', () => {
+  it('when the batched statement fails, each victim is retried alone and one failure does not stop the others', async () => {
+    const tag = unique('t-fault');
+    const victims = [];
+    for (let i = 0; i < 3; i++) victims.push(await s.session({ user: app, application: `${tag}-${i}` }));
+    for (const v of victims) await s.agedOver(v.pid, 300);
+    const config = testConfig({ policies: [{ name: 'idle', maxIdle: '300ms', match: { applications: [`${tag}-*`] } }] }, reaper);
+    const real = openTarget(config.targets[0]!, { applicationName: config.applicationName });
+    const poisoned = victims[1]!.pid;
+    let signalStatements = 0;
+    // Fault injection at our Db interface: the statements still run on the real server, except
+    // that the batch and the poisoned victim's own statement fail as a server error would.
+    const faulty: Db & { close(): Promise<void> } = {
+      close: () => real.close(),
+      query: async (sql, params) => {
+        if (sql.includes('pg_terminate_backend')) {
+          signalStatements++;
+          const pids = params![0] as number[];
+          if (pids.length > 1 || pids[0] === poisoned) throw Object.assign(new Error('injected: permission denied to terminate process'), { code: '42501' });
+        }
+        return real.query(sql, params);
+      },
+    };
+
+    const report = await reap(config, faulty as never);
+
+    expect(signalStatements).toBe(4);
+    expect(victims.map((v) => outcomeOf(report, v.pid))).toEqual(['terminated', 'failed', 'terminated']);
+    expect(report.results.find((r) => r.outcome === 'failed')!.error).toContain('SQLSTATE 42501');
+    expect(report.ok).toBe(false);
+    expect(await s.alive(victims.map((v) => v.pid))).toEqual(new Set([poisoned]));
+  });
+});
+
+describe('connections', () => {
+  it('reads the password from passwordFile, alongside a connection string without one', async () => {
+    const tag = unique('t-pwfile');
+    const a = await s.session({ user: app, application: `${tag}-a` });
+    await s.agedOver(a.pid, 300);
+    const dir = mkdtempSync(join(tmpdir(), 'pg-reaper-test-'));
+    writeFileSync(join(dir, 'password'), `${PASSWORD}\n`);
+    const url = new URL(urlFor({ user: reaper }));
+    url.password = '';
+    const config = validateConfig({
+      targets: [{ name: 'main', connectionString: url.toString(), passwordFile: join(dir, 'password') }],
+      policies: [{ name: 'idle', maxIdle: '300ms', match: { applications: [`${tag}-*`] } }],
+    });
+
+    const report = await reap(config);
+
+    expect(report.ok).toBe(true);
+    expect(outcomeOf(report, a.pid)).toBe('terminated');
+  });
+
+  it('an unreachable server fails its own run with a clear error and no secret in it', async () => {
+    const config = validateConfig({
+      targets: [{ name: 'down', connectionString: 'postgres://reaper:s3cretpw@127.0.0.1:1/postgres', connectTimeout: '2s' }],
+      policies: [{ name: 'idle', maxIdle: '1m' }],
+    });
+    const report = await reap(config);
+    expect(report.ok).toBe(false);
+    expect(report.error).toMatch(/ECONNREFUSED/);
+    expect(report.error).not.toContain('s3cretpw');
+  });
+
+  it('a wrong password is reported without the password', async () => {
+    const url = new URL(urlFor({ user: reaper }));
+    url.password = 'wrong-password-123';
+    const report = await reap(validateConfig({ targets: [{ name: 'main', connectionString: url.toString() }], policies: [{ name: 'idle', maxIdle: '1m' }] }));
+    expect(report.ok).toBe(false);
+    expect(report.error).toMatch(/password authentication failed/);
+    expect(report.error).not.toContain('wrong-password-123');
+  });
+});
+
+describe('visibility', () => {
+  it('a reaper without pg_read_all_stats cannot judge other roles and leaves them alone', async () => {
+    const blind = await ensureRole(s.admin, 'blind_reaper_t', 'NOSUPERUSER');
+    await s.admin.query('REVOKE pg_read_all_stats, pg_signal_backend FROM blind_reaper_t');
+    const tag = unique('t-blind');
+    const a = await s.session({ user: app, application: `${tag}-a` });
+    await s.agedOver(a.pid, 300);
+    const report = await reap(testConfig({ policies: [{ name: 'all', maxIdle: '300ms', maxConnectionAge: '1ms', match: {} }] }, blind));
+    expect(report.ok).toBe(true);
+    expect(report.snapshot!.privileges).toEqual({ superuser: false, signalBackend: false, readAllStats: false });
+    expect(report.results).toEqual([]);
+    expect(await s.isAlive(a.pid)).toBe(true);
+  });
+});
+
+void pg;
