@@ -59,7 +59,7 @@ async function main(argv: string[]): Promise<number> {
   const loaded = loadConfigFile(file);
   if (!loaded.ok) {
     for (const p of loaded.problems) process.stderr.write(formatProblem(p) + '\n');
-    process.stderr.write(`${file}: ${loaded.problems.length} problem${loaded.problems.length === 1 ? '' : 's'}; nothing was started\n`);
+    process.stderr.write(`${file}: ${loaded.problems.length} problem${loaded.problems.length === 1 ? '' : 's'}, config not loaded\n`);
     return EXIT_USAGE;
   }
   const config = loaded.config;

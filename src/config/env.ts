@@ -1,4 +1,5 @@
-// ${VAR} and ${VAR:-default} in config values, resolved from the environment.
+// ${VAR} and ${VAR:-default} in config values, resolved from the environment; as in the shell,
+// an empty variable counts as unset.
 // Substitution happens inside parsed YAML scalars, so a value from the environment can never
 // change the structure of the file (a password with ": " or "#" stays one string), and every
 // error still points at the line it came from. "$${" is a literal "${".
@@ -16,7 +17,6 @@ export function substituteEnv(text: string, env: NodeJS.ProcessEnv): EnvResult {
     const found = env[name!];
     if (found !== undefined && found !== '') return found;
     if (fallback !== undefined) return fallback;
-    if (found === '') return found;
     missing.push(name!);
     return '';
   });

@@ -25,7 +25,8 @@ export class ConfigError extends Error {
 }
 
 export function formatProblem(p: ConfigProblem): string {
-  return `${p.file}:${p.line}:${p.col} ${p.path ? `${p.path}: ` : ''}${p.message}`;
+  const where = p.line > 0 ? `${p.file}:${p.line}:${p.col}` : `${p.file}:`;
+  return `${where} ${p.path ? `${p.path}: ` : ''}${p.message}`;
 }
 
 export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): LoadResult {
@@ -58,7 +59,7 @@ export function parseConfigText(text: string, file: string, env: NodeJS.ProcessE
     node.value = value;
     const pos = at(node.range?.[0]);
     for (const name of missing) {
-      problems.push({ file, line: pos.line, col: pos.col, path: formatPath(path), message: `environment variable ${name} is not set; set it or write \${${name}:-default}` });
+      problems.push({ file, line: pos.line, col: pos.col, path: formatPath(path), message: `environment variable ${name} is not set (or empty); set it or write \${${name}:-default}` });
     }
   });
 

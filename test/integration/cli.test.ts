@@ -1,0 +1,185 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ensureReaperRole, ensureRole, PASSWORD, Sessions, unique, urlFor } from '../helpers/pg.js';
+
+// The built CLI as a child process, the way a container runs it.
+
+const CLI = join(import.meta.dirname, '../../dist/src/cli.js');
+const s = new Sessions();
+let reaper: string;
+let app: string;
+let dir: string;
+
+beforeAll(async () => {
+  if (!existsSync(CLI)) throw new Error('dist/src/cli.js is missing: run "npm run build" (npm test does it first)');
+  await s.start();
+  reaper = await ensureReaperRole(s.admin);
+  app = await ensureRole(s.admin, 'app_t');
+  dir = mkdtempSync(join(tmpdir(), 'pg-reaper-cli-'));
+});
+afterEach(() => s.closeAll());
+afterAll(() => s.end());
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI; `env` adds variables, and one set to undefined is removed. */
+function start(args: string[], env: Record<string, string | undefined> = {}): { child: ChildProcess; out: () => string; err: () => string; exit: Promise<Result> } {
+  const merged: NodeJS.ProcessEnv = { ...process.env, ...env };
+  for (const [k, v] of Object.entries(env)) if (v === undefined) delete merged[k];
+  const child = spawn(process.execPath, [CLI, ...args], { env: merged, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exit = once(child, 'exit').then(([code]) => ({ code: code as number | null, stdout, stderr }));
+  return { child, out: () => stdout, err: () => stderr, exit };
+}
+
+const cli = (args: string[], env?: Record<string, string | undefined>) => start(args, env).exit;
+
+function writeConfig(name: string, body: string): string {
+  const file = join(dir, name);
+  writeFileSync(file, body);
+  return file;
+}
+
+describe('pg-reaper run', () => {
+  it('reaps on a 1 s schedule as a child process and exits 0 on SIGTERM', async () => {
+    const tag = unique('t-run');
+    const victim = await s.session({ user: app, application: `${tag}-a` });
+    const file = writeConfig(
+      'run.yaml',
+      `schedule: "* * * * * *"
+http: { host: 127.0.0.1, port: 0 }
+targets:
+  - name: main
+    connectionString: \${REAPER_URL}
+policies:
+  - name: idle
+    maxIdle: 500ms
+    match: { applications: ["${tag}-*"] }
+`,
+    );
+    const p = start(['run', '-c', file], { REAPER_URL: urlFor({ user: reaper }) });
+    const deadline = Date.now() + 15_000;
+    while ((await s.isAlive(victim.pid)) && Date.now() < deadline) await sleep(100);
+    expect(await s.isAlive(victim.pid)).toBe(false);
+    while (!p.out().includes('"outcome":"terminated"') && Date.now() < deadline) await sleep(50);
+
+    p.child.kill('SIGTERM');
+    const result = await p.exit;
+
+    expect(result.code).toBe(0);
+    const lines = result.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const started = lines.find((l) => String(l.msg).startsWith('pg-reaper started'))!;
+    expect(started.port).toBeGreaterThan(0);
+    expect(lines.find((l) => l.outcome === 'terminated')).toMatchObject({ pid: victim.pid, policy: 'idle', reason: 'idle' });
+    expect(lines.at(-1)!.msg).toBe('stopped');
+    expect(result.stdout).not.toContain(PASSWORD);
+  });
+});
+
+describe('pg-reaper once', () => {
+  it('--json prints one object per decision; --dry-run signals nothing', async () => {
+    const tag = unique('t-once');
+    const victim = await s.session({ user: app, application: `${tag}-a` });
+    await s.agedOver(victim.pid, 300);
+    const file = writeConfig(
+      'once.yaml',
+      `targets:
+  - name: main
+    connectionString: \${REAPER_URL}
+policies:
+  - name: idle
+    maxIdle: 300ms
+    match: { applications: ["${tag}-*"] }
+`,
+    );
+    const env = { REAPER_URL: urlFor({ user: reaper }) };
+
+    const dry = await cli(['once', '--json', '--dry-run', '-c', file], env);
+    expect(dry.code).toBe(0);
+    const decisions = dry.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(decisions).toEqual([
+      expect.objectContaining({ target: 'main', policy: 'idle', reason: 'idle', action: 'terminate', outcome: 'would_terminate', dryRun: true, pid: victim.pid, user: app, database: 'postgres', application: `${tag}-a`, clientAddr: '127.0.0.1', state: 'idle', thresholdSeconds: 0.3 }),
+    ]);
+    expect(Object.keys(decisions[0]!).sort()).toEqual(['action', 'application', 'clientAddr', 'database', 'dryRun', 'outcome', 'pid', 'policy', 'reason', 'state', 'stateSeconds', 'target', 'thresholdSeconds', 'user'].sort());
+    expect(await s.isAlive(victim.pid)).toBe(true);
+
+    const real = await cli(['once', '-c', file], env);
+    expect(real.code).toBe(0);
+    expect(real.stdout).toMatch(new RegExp(`main\\s+idle\\s+idle\\s+terminate\\s+terminated\\s+${victim.pid}\\s`));
+    expect(real.stdout).toMatch(/^main: ok, \d+ sessions, 1 decisions/m);
+    expect(await s.isAlive(victim.pid)).toBe(false);
+  });
+
+  it('exits 1 when a target fails, after running the others', async () => {
+    const file = writeConfig(
+      'down.yaml',
+      `targets:
+  - name: main
+    connectionString: \${REAPER_URL}
+  - name: down
+    host: 127.0.0.1
+    port: 1
+    user: reaper
+    database: postgres
+policies:
+  - name: idle
+    maxIdle: 1h
+`,
+    );
+    const r = await cli(['once', '-c', file], { REAPER_URL: urlFor({ user: reaper }) });
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/^main: ok/m);
+    expect(r.stdout).toMatch(/^down: FAILED: .*ECONNREFUSED/m);
+  });
+});
+
+describe('pg-reaper check and usage', () => {
+  it('check accepts config.example.yaml and prints a summary', async () => {
+    const example = join(import.meta.dirname, '../../config.example.yaml');
+    const withEnv = await cli(['check', '-c', example], { DATABASE_URL: 'postgres://reaper@db/postgres' });
+    const r = await cli(['check', '-c', example], { DATABASE_URL: undefined });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/config\.example\.yaml:\d+:\d+ targets\[0\]\.connectionString: environment variable DATABASE_URL is not set/);
+    expect(withEnv.code).toBe(0);
+    expect(withEnv.stdout).toMatch(/ok: 1 target \(primary\), 3 policies/);
+  });
+
+  it('a bad config exits 2 with every problem as FILE:LINE:COL PATH and no stack trace', async () => {
+    const file = writeConfig('bad.yaml', 'targets:\n  - name: Main\n    host: db\npolicies:\n  - name: idle\n    maxIdle: ten\n    colour: red\n');
+    const r = await cli(['check', '-c', file]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${file}:2:11 targets[0].name: expected lowercase letters, digits, "_" or "-", got "Main"`);
+    expect(r.stderr).toContain(`${file}:6:14 policies[0].maxIdle: expected a duration like "10m"`);
+    expect(r.stderr).toContain(`${file}:7:5 policies[0].colour: unknown key "colour"`);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(r.stdout).toBe('');
+  });
+
+  it('usage errors exit 2; --help and --version exit 0', async () => {
+    const bad = await cli(['frobnicate']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('unknown command "frobnicate"');
+    const flag = await cli(['run', '--json']);
+    expect(flag.code).toBe(2);
+    const missing = await cli(['check', '-c', join(dir, 'missing.yaml')]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain('missing.yaml: no such file');
+    const help = await cli(['--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('pg-reaper once [--dry-run] [--json]');
+    const version = await cli(['--version']);
+    expect(version.stdout).toMatch(/^pg-reaper \d+\.\d+\.\d+\n$/);
+  });
+});

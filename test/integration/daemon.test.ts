@@ -1,0 +1,158 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { validateConfig } from '../../src/config/load.js';
+import { startDaemon, type Daemon } from '../../src/daemon/daemon.js';
+import { createLogger } from '../../src/log/logger.js';
+import type { RunReport } from '../../src/run/run-target.js';
+import { startBlackhole } from '../helpers/blackhole.js';
+import { captureLog } from '../helpers/log-capture.js';
+import { ensureReaperRole, ensureRole, PASSWORD, Sessions, unique, urlFor } from '../helpers/pg.js';
+
+// The daemon as operators run it: scheduled runs, metrics and probes over HTTP, one dead server
+// next to a live one, overlapping triggers, and a stop that waits.
+
+const s = new Sessions();
+let reaper: string;
+let app: string;
+let daemon: Daemon | undefined;
+
+beforeAll(async () => {
+  await s.start();
+  reaper = await ensureReaperRole(s.admin);
+  app = await ensureRole(s.admin, 'app_t');
+});
+afterEach(async () => {
+  await daemon?.stop();
+  daemon = undefined;
+  await s.closeAll();
+});
+afterAll(() => s.end());
+
+const get = async (port: number, path: string) => {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`);
+  return { status: res.status, body: await res.text() };
+};
+
+const nextRun = (d: Daemon, target: string) =>
+  new Promise<RunReport>((resolve) => {
+    const on = (r: RunReport) => {
+      if (r.target !== target) return;
+      d.events.off('run', on);
+      resolve(r);
+    };
+    d.events.on('run', on);
+  });
+
+describe('daemon', () => {
+  it('serves metrics, probes and logs for a live and an unreachable target side by side', async () => {
+    const tag = unique('t-d');
+    const victim = await s.session({ user: app, application: `${tag}-a` });
+    await s.agedOver(victim.pid, 400);
+    const log = captureLog();
+    const config = validateConfig({
+      schedule: '0 0 1 1 *',
+      http: { host: '127.0.0.1', port: 0 },
+      targets: [
+        { name: 'main', connectionString: urlFor({ user: reaper }) },
+        { name: 'down', host: '127.0.0.1', port: 1, user: 'reaper', password: 'down-secret-pw', database: 'postgres', connectTimeout: '1s' },
+      ],
+      policies: [{ name: 'idle', maxIdle: '400ms', match: { applications: [`${tag}-*`] } }],
+    });
+    daemon = await startDaemon(config, { logger: createLogger('info', log.stream), version: '9.9.9' });
+    const port = daemon.http.port;
+
+    expect((await get(port, '/readyz')).status).toBe(503);
+    expect((await get(port, '/livez')).status).toBe(200);
+    expect((await get(port, '/healthz')).status).toBe(200);
+    expect((await get(port, '/nope')).status).toBe(404);
+
+    await Promise.all([daemon.runNow('main'), daemon.runNow('down')]);
+
+    expect(await s.isAlive(victim.pid)).toBe(false);
+    expect((await get(port, '/readyz')).status).toBe(200);
+    const { status, body } = await get(port, '/metrics');
+    expect(status).toBe(200);
+    const metric = (line: string) => body.split('\n').find((l) => l.startsWith(line + ' '));
+    expect(metric('pg_reaper_build_info{version="9.9.9"}')).toBeDefined();
+    expect(metric('pg_reaper_actions_total{target="main",policy="idle",reason="idle",action="terminate",outcome="terminated"}')).toMatch(/ 1$/);
+    expect(metric('pg_reaper_matched_sessions{target="main",policy="idle",reason="idle"}')).toMatch(/ 1$/);
+    expect(metric('pg_reaper_runs_total{target="main",result="success"}')).toMatch(/ 1$/);
+    expect(metric('pg_reaper_runs_total{target="down",result="failure"}')).toMatch(/ 1$/);
+    expect(metric('pg_reaper_target_up{target="main"}')).toMatch(/ 1$/);
+    expect(metric('pg_reaper_target_up{target="down"}')).toMatch(/ 0$/);
+    expect(metric('pg_reaper_run_duration_seconds_count{target="main"}')).toMatch(/ 1$/);
+    expect(Number(metric('pg_reaper_last_success_timestamp_seconds{target="main"}')!.split(' ')[1])).toBeGreaterThan(Date.now() / 1000 - 60);
+    expect(metric('pg_reaper_last_success_timestamp_seconds{target="down"}')).toBeUndefined();
+    expect(Number(metric('pg_reaper_sessions{target="main",state="idle"}')!.split(' ')[1])).toBeGreaterThanOrEqual(1);
+    expect(metric('pg_reaper_max_state_age_seconds{target="main",state="idle"}')).toBeDefined();
+    expect(body).toMatch(/^process_resident_memory_bytes /m);
+    expect(body).not.toMatch(/pid="|user="|query="/);
+
+    const action = log.lines.find((l) => l.outcome === 'terminated')!;
+    expect(action).toMatchObject({ target: 'main', policy: 'idle', reason: 'idle', action: 'terminate', dryRun: false, pid: victim.pid, user: app, database: 'postgres', application: `${tag}-a`, clientAddr: '127.0.0.1', state: 'idle', thresholdSeconds: 0.4 });
+    expect(action.stateSeconds as number).toBeGreaterThan(0.4);
+    expect(action).not.toHaveProperty('query');
+    expect(log.lines.find((l) => l.msg === 'run failed' && l.target === 'down')!.error).toMatch(/ECONNREFUSED/);
+    expect(log.lines.find((l) => l.msg === 'run finished' && l.target === 'main')).toMatchObject({ result: 'success', actions: { terminated: 1 } });
+    expect(log.text()).not.toContain(PASSWORD);
+    expect(log.text()).not.toContain('down-secret-pw');
+  });
+
+  it('runs on its cron schedule and counts a trigger that finds the previous run still going as an overlap', async () => {
+    const hole = await startBlackhole();
+    try {
+      const tag = unique('t-sched');
+      const victim = await s.session({ user: app, application: `${tag}-a` });
+      await s.agedOver(victim.pid, 300);
+      const config = validateConfig({
+        schedule: '* * * * * *',
+        http: { host: '127.0.0.1', port: 0 },
+        targets: [
+          { name: 'main', connectionString: urlFor({ user: reaper }) },
+          { name: 'hung', host: '127.0.0.1', port: hole.port, user: 'x', database: 'x', connectTimeout: '2500ms' },
+        ],
+        policies: [{ name: 'idle', maxIdle: '300ms', match: { applications: [`${tag}-*`] } }],
+      });
+      const log = captureLog();
+      daemon = await startDaemon(config, { logger: createLogger('info', log.stream), version: 'test' });
+      const scheduled = await nextRun(daemon, 'main');
+      expect(scheduled.results.map((r) => [r.decision.session.pid, r.outcome])).toEqual([[victim.pid, 'terminated']]);
+
+      const hung = await nextRun(daemon, 'hung');
+      expect(hung.ok).toBe(false);
+      expect(hung.durationSeconds).toBeGreaterThan(2);
+      const body = (await get(daemon.http.port, '/metrics')).body;
+      const overlaps = Number(/pg_reaper_runs_total\{target="hung",result="overlap"\} (\d+)/.exec(body)![1]);
+      expect(overlaps).toBeGreaterThanOrEqual(1);
+      expect(Number(/pg_reaper_runs_total\{target="main",result="success"\} (\d+)/.exec(body)![1])).toBeGreaterThanOrEqual(2);
+      expect(log.lines.some((l) => l.msg === 'previous run still in progress: trigger skipped' && l.target === 'hung')).toBe(true);
+    } finally {
+      await daemon?.stop();
+      daemon = undefined;
+      await hole.close();
+    }
+  });
+
+  it('stop() waits for the run in flight, then closes HTTP', async () => {
+    const hole = await startBlackhole();
+    try {
+      const config = validateConfig({
+        schedule: '0 0 1 1 *',
+        shutdownTimeout: '10s',
+        http: { host: '127.0.0.1', port: 0 },
+        targets: [{ name: 'hung', host: '127.0.0.1', port: hole.port, user: 'x', database: 'x', connectTimeout: '1500ms' }],
+        policies: [{ name: 'idle', maxIdle: '1h' }],
+      });
+      const log = captureLog();
+      daemon = await startDaemon(config, { logger: createLogger('info', log.stream), version: 'test' });
+      const port = daemon.http.port;
+      let runEnded = false;
+      void daemon.runNow('hung').then(() => (runEnded = true));
+      await daemon.stop();
+      expect(runEnded).toBe(true);
+      await expect(fetch(`http://127.0.0.1:${port}/livez`)).rejects.toThrow();
+      daemon = undefined;
+    } finally {
+      await hole.close();
+    }
+  });
+});
