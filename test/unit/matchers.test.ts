@@ -1,0 +1,117 @@
+import { describe, expect, it } from 'vitest';
+import { addressError, compileAddresses, toBytes } from '../../src/policy/address.js';
+import { compileGlob, compileGlobs } from '../../src/policy/glob.js';
+import { formatDuration, parseDuration } from '../../src/config/duration.js';
+import { substituteEnv } from '../../src/config/env.js';
+import { stateLabel } from '../../src/db/session.js';
+import { redact, describeError, registerSecret } from '../../src/util/errors.js';
+
+describe('globs', () => {
+  it.each([
+    ['pg_dump*', 'pg_dump', true],
+    ['pg_dump*', 'pg_dumpall', true],
+    ['pg_dump*', 'xpg_dump', false],
+    ['app_?', 'app_1', true],
+    ['app_?', 'app_12', false],
+    ['App', 'app', false],
+    ['a.b', 'axb', false],
+    ['a.b', 'a.b', true],
+    ['(x)+[y]', '(x)+[y]', true],
+    ['*', '', true],
+    ['*-api', 'checkout-api', true],
+  ])('%s vs %j → %s', (pattern, value, expected) => {
+    expect(compileGlob(pattern).test(value)).toBe(expected);
+    expect(compileGlobs([pattern])(value)).toBe(expected);
+  });
+
+  it('a null value (not visible) matches nothing', () => {
+    expect(compileGlobs(['*'])(null)).toBe(false);
+  });
+});
+
+describe('addresses', () => {
+  it.each([
+    ['10.0.0.0/8', '10.255.1.2', true],
+    ['10.0.0.0/8', '11.0.0.1', false],
+    ['192.168.1.7', '192.168.1.7', true],
+    ['192.168.1.7', '192.168.1.8', false],
+    ['172.16.0.0/12', '172.31.255.255', true],
+    ['172.16.0.0/12', '172.32.0.0', false],
+    ['0.0.0.0/0', '8.8.8.8', true],
+    ['fd00::/8', 'fdab::1', true],
+    ['fd00::/8', 'fe80::1', false],
+    ['::1', '::1', true],
+    ['2001:db8::/32', '2001:db8:0:1::5', true],
+    ['10.0.0.0/8', '::ffff:10.1.1.1', true],
+    ['::ffff:10.0.0.0/104', '10.2.3.4', true],
+    ['10.0.0.0/8', 'fd00::1', false],
+    ['10.0.0.5/30', '10.0.0.6', true],
+  ])('%s contains %s → %s', (entry, addr, expected) => {
+    expect(compileAddresses([entry])(addr)).toBe(expected);
+  });
+
+  it('"local" matches Unix-socket sessions only', () => {
+    expect(compileAddresses(['local'])(null)).toBe(true);
+    expect(compileAddresses(['10.0.0.0/8'])(null)).toBe(false);
+    expect(compileAddresses(['local'])('127.0.0.1')).toBe(false);
+  });
+
+  it.each(['10.0.0.0/33', 'fd00::/129', '10.0.0/8', 'db.internal', '10.0.0.0/8/8', '10.0.0.0/x', ''])('rejects %j', (entry) => {
+    expect(addressError(entry)).toMatch(/expected/);
+  });
+
+  it('parses IPv6 with embedded IPv4 and zones', () => {
+    expect([...toBytes('::ffff:1.2.3.4')!]).toEqual([1, 2, 3, 4]);
+    expect(toBytes('fe80::1%eth0')![15]).toBe(1);
+    expect(toBytes('not-an-ip')).toBeUndefined();
+  });
+});
+
+describe('durations', () => {
+  it.each([
+    ['500ms', 500],
+    ['30s', 30_000],
+    ['10m', 600_000],
+    ['1h30m', 5_400_000],
+    ['2d', 172_800_000],
+    ['1.5s', 1500],
+    [90, 90_000],
+    ['90', 90_000],
+    [0.25, 250],
+  ])('%j → %d ms', (input, ms) => {
+    expect(parseDuration(input)).toBe(ms);
+  });
+
+  it.each(['ten', '10w', '', 'm', '1h 30m', '-5s', null, true, {}])('rejects %j', (input) => {
+    expect(parseDuration(input)).toBeUndefined();
+  });
+
+  it('formats for people', () => {
+    expect([500, 1500, 90_000, 5_400_000, 172_800_000].map(formatDuration)).toEqual(['500ms', '1.5s', '1.5m', '1.5h', '2d']);
+  });
+});
+
+describe('environment substitution', () => {
+  it('replaces ${VAR} and ${VAR:-default}, reports unset ones', () => {
+    expect(substituteEnv('a ${X} b', { X: '1' })).toEqual({ value: 'a 1 b', missing: [] });
+    expect(substituteEnv('${X:-d}', {})).toEqual({ value: 'd', missing: [] });
+    expect(substituteEnv('${X:-d}', { X: '' })).toEqual({ value: 'd', missing: [] });
+    expect(substituteEnv('${X:-}', {})).toEqual({ value: '', missing: [] });
+    expect(substituteEnv('${A}${B}', { A: 'x' })).toEqual({ value: 'x', missing: ['B'] });
+    expect(substituteEnv('${E}', { E: '' })).toEqual({ value: '', missing: ['E'] });
+    expect(substituteEnv('$${X} $X', { X: '1' })).toEqual({ value: '${X} $X', missing: [] });
+  });
+});
+
+describe('labels and redaction', () => {
+  it('turns pg_stat_activity states into metric labels', () => {
+    expect(['active', 'idle in transaction (aborted)', 'fastpath function call', null].map(stateLabel)).toEqual(['active', 'idle_in_transaction_aborted', 'fastpath_function_call', 'unknown']);
+  });
+
+  it('removes passwords from URLs, key=value strings and registered secrets', () => {
+    expect(redact('postgres://u:hunter2@h/db')).toBe('postgres://u:***@h/db');
+    expect(redact('host=h password=hunter2 user=u')).toBe('host=h password=*** user=u');
+    registerSecret('swordfish-9');
+    expect(describeError(Object.assign(new Error('auth with swordfish-9 failed'), { code: '28P01' }))).toBe('auth with *** failed (SQLSTATE 28P01)');
+  });
+});
