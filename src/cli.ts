@@ -75,7 +75,7 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(values.json ? formatJsonLines(reports, config.logQueryText) : formatTable(reports));
     return reports.every((r) => r.ok) ? EXIT_OK : EXIT_FAILED;
   }
-  return runDaemon(config);
+  return runDaemon(config, file);
 }
 
 function summary(c: Config): string {
@@ -83,7 +83,7 @@ function summary(c: Config): string {
   return `${plural(c.targets.length, 'target')} (${c.targets.map((t) => t.name).join(', ')}), ${plural(c.policies.length, 'policy').replace('policys', 'policies')} (${c.policies.map((p) => p.name).join(', ')}), schedule "${c.schedule}"${c.timezone ? ` ${c.timezone}` : ''}, dryRun ${c.dryRun ? 'on' : 'off'}`;
 }
 
-async function runDaemon(config: Config): Promise<number> {
+async function runDaemon(config: Config, file: string): Promise<number> {
   const logger = createLogger(config.logLevel);
   // Nothing may end the process silently: log it, then exit non-zero so a supervisor restarts us.
   const fatal = (kind: string) => (err: unknown) => {
@@ -120,6 +120,12 @@ async function runDaemon(config: Config): Promise<number> {
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
+    // SIGHUP: re-read the file. A config with any problem is not applied: the old one keeps running.
+    process.on('SIGHUP', () => {
+      const next = loadConfigFile(file);
+      if (!next.ok) daemon.reloadFailed(next.problems.map(formatProblem));
+      else daemon.reload(next.config).catch((err: unknown) => logger.error({ error: describeError(err) }, 'config reload failed'));
+    });
   });
 }
 

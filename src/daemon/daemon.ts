@@ -5,14 +5,15 @@ import type { Config } from '../config/schema.js';
 import { openTarget, type TargetDb } from '../db/target.js';
 import { startHttpServer, type HttpServer } from '../http/server.js';
 import type { Logger } from '../log/logger.js';
-import { createMetrics, initTargetSeries, type Metrics } from '../metrics/metrics.js';
+import { createMetrics, dropTargetSeries, initTargetSeries, type Metrics } from '../metrics/metrics.js';
 import { compilePolicies, type CompiledPolicy } from '../policy/compile.js';
 import { logRun, privilegeWarnings, recordRun } from '../run/report.js';
 import { runTarget, type RunReport } from '../run/run-target.js';
 import { Scheduler } from './scheduler.js';
 
-// The long-running process: one scheduled job per target, the HTTP endpoints, and a stop() that
-// waits for the runs in flight. Lifecycle events let tests and the demo wait instead of sleeping.
+// The long-running process: one scheduled job per target, the HTTP endpoints, a reload that
+// swaps config between runs, and a stop() that waits for the runs in flight. Lifecycle events
+// let tests and the demo wait instead of sleeping.
 
 export interface DaemonEvents {
   run: [RunReport];
@@ -24,6 +25,10 @@ export interface Daemon {
   events: EventEmitter<DaemonEvents>;
   /** Run a target now (as a trigger would); resolves when that run ends. */
   runNow(target: string): Promise<void>;
+  /** Apply a new validated config: waits for runs in flight, then reconnects and reschedules. */
+  reload(next: Config): Promise<void>;
+  /** Count and log a reload that could not be applied (the old config keeps running). */
+  reloadFailed(problems: string[]): void;
   ready(): boolean;
   stop(): Promise<void>;
 }
@@ -35,30 +40,30 @@ interface TargetState {
   warnings: string;
 }
 
-export async function startDaemon(config: Config, deps: { logger: Logger; version: string }): Promise<Daemon> {
+interface Generation {
+  config: Config;
+  targets: Map<string, TargetState>;
+  scheduler: Scheduler;
+  finished: Set<string>;
+}
+
+export async function startDaemon(initial: Config, deps: { logger: Logger; version: string }): Promise<Daemon> {
   const { logger } = deps;
   const metrics = createMetrics(deps.version);
   const events = new EventEmitter<DaemonEvents>();
-  const finished = new Set<string>();
-  const targets = new Map<string, TargetState>();
-  for (const t of config.targets) {
-    const policies = compilePolicies(config, t.name);
-    if (policies.length === 0) logger.warn({ target: t.name }, 'no policy applies to this target: it is only monitored');
-    const db = openTarget(t, { applicationName: config.applicationName, onError: (error) => logger.warn({ target: t.name, error }, 'idle connection closed') });
-    targets.set(t.name, { name: t.name, db, policies, warnings: '' });
-    initTargetSeries(metrics, t.name, policies);
-  }
+  let stopping = false;
 
-  const runOne = async (name: string): Promise<void> => {
-    const t = targets.get(name)!;
+  const runOne = async (gen: Generation, name: string): Promise<void> => {
+    const t = gen.targets.get(name)!;
+    const c = gen.config;
     const report = await runTarget(
       {
         target: name,
         policies: t.policies,
-        applicationName: config.applicationName,
-        maxActionsPerRun: config.maxActionsPerRun,
-        terminateTimeoutMs: config.terminateTimeout,
-        logQueryText: config.logQueryText,
+        applicationName: c.applicationName,
+        maxActionsPerRun: c.maxActionsPerRun,
+        terminateTimeoutMs: c.terminateTimeout,
+        logQueryText: c.logQueryText,
       },
       { db: t.db, wallClock: Date.now, monotonic: () => performance.now(), sleep: (ms) => sleep(ms) },
     );
@@ -68,69 +73,109 @@ export async function startDaemon(config: Config, deps: { logger: Logger; versio
         if (warnings.join() !== t.warnings) for (const w of warnings) logger.warn({ target: name }, w);
         t.warnings = warnings.join();
       }
-      logRun(logger, report, config.logQueryText);
+      logRun(logger, report, c.logQueryText);
       recordRun(metrics, report);
     } finally {
-      finished.add(name);
+      gen.finished.add(name);
       events.emit('run', report);
     }
   };
 
-  const scheduler = new Scheduler({
-    pattern: config.schedule,
-    timezone: config.timezone,
-    targets: [...targets.keys()],
-    run: runOne,
-    onOverlap: (target) => {
-      metrics.runs.inc({ target, result: 'overlap' });
-      logger.warn({ target }, 'previous run still in progress: trigger skipped');
-    },
-  });
+  const build = (config: Config): Generation => {
+    const targets = new Map<string, TargetState>();
+    for (const t of config.targets) {
+      const policies = compilePolicies(config, t.name);
+      if (policies.length === 0) logger.warn({ target: t.name }, 'no policy applies to this target: it is only monitored');
+      const db = openTarget(t, { applicationName: config.applicationName, onError: (error) => logger.warn({ target: t.name, error }, 'idle connection closed') });
+      targets.set(t.name, { name: t.name, db, policies, warnings: '' });
+      initTargetSeries(metrics, t.name, policies);
+    }
+    const gen: Generation = { config, targets, finished: new Set(), scheduler: undefined as unknown as Scheduler };
+    gen.scheduler = new Scheduler({
+      pattern: config.schedule,
+      timezone: config.timezone,
+      targets: [...targets.keys()],
+      run: (name) => runOne(gen, name),
+      onOverlap: (target) => {
+        metrics.runs.inc({ target, result: 'overlap' });
+        logger.warn({ target }, 'previous run still in progress: trigger skipped');
+      },
+    });
+    return gen;
+  };
 
-  let stopping = false;
+  const retire = async (gen: Generation): Promise<void> => {
+    const clean = await gen.scheduler.stop(gen.config.shutdownTimeout);
+    if (!clean) logger.warn('shutdownTimeout passed with a run still in flight; closing its connection');
+    await Promise.all([...gen.targets.values()].map((t) => t.db.close().catch(() => undefined)));
+  };
+
+  let gen = build(initial);
+  const ready = () => !stopping && gen.finished.size === gen.targets.size;
   let http: HttpServer;
   try {
-    http = await startHttpServer(config.http.host, config.http.port, metrics.registry, {
-      live: () => scheduler.alive(),
-      ready: () => !stopping && finished.size === targets.size,
-    });
+    http = await startHttpServer(initial.http.host, initial.http.port, metrics.registry, { live: () => gen.scheduler.alive(), ready });
   } catch (err) {
-    await Promise.all([...targets.values()].map((t) => t.db.close().catch(() => undefined)));
-    throw new Error(`cannot listen on ${config.http.host}:${config.http.port}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    await retire(gen);
+    throw new Error(`cannot listen on ${initial.http.host}:${initial.http.port}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-  scheduler.start();
+  gen.scheduler.start();
+  metrics.configReload.set(1);
+  metrics.configReloadTime.set(Date.now() / 1000);
   logger.info(
     {
       version: deps.version,
       port: http.port,
       host: http.host,
-      targets: [...targets.keys()],
-      policies: config.policies.map((p) => p.name),
-      schedule: config.schedule,
-      timezone: config.timezone ?? 'local',
-      dryRun: config.dryRun,
-      nextRun: scheduler.nextRun()?.toISOString(),
+      targets: [...gen.targets.keys()],
+      policies: initial.policies.map((p) => p.name),
+      schedule: initial.schedule,
+      timezone: initial.timezone ?? 'local',
+      dryRun: initial.dryRun,
+      nextRun: gen.scheduler.nextRun()?.toISOString(),
     },
     `pg-reaper started; metrics on http://${http.host}:${http.port}/metrics`,
   );
-  if (config.dryRun) logger.warn('dryRun is on: nothing will be signalled, decisions are only logged and counted');
+  if (initial.dryRun) logger.warn('dryRun is on: nothing will be signalled, decisions are only logged and counted');
+
+  // Reloads and stop are serialized: one swap at a time, and none after stop.
+  let chain: Promise<void> = Promise.resolve();
+  const serial = (step: () => Promise<void>) => (chain = chain.then(step, step));
 
   let stopped: Promise<void> | undefined;
   return {
     http,
     metrics,
     events,
-    runNow: (target) => scheduler.trigger(target),
-    ready: () => !stopping && finished.size === targets.size,
+    runNow: (target) => gen.scheduler.trigger(target),
+    ready,
+    reloadFailed: (problems) => {
+      metrics.configReload.set(0);
+      logger.error({ problems }, 'config reload failed: the previous config keeps running');
+    },
+    reload: (next) =>
+      serial(async () => {
+        if (stopping) return;
+        const old = gen;
+        if (next.http.host !== old.config.http.host || next.http.port !== old.config.http.port) {
+          logger.warn({ host: http.host, port: http.port }, 'http.host and http.port take effect at restart; still listening on the old address');
+        }
+        await retire(old);
+        for (const name of old.targets.keys()) if (!next.targets.some((t) => t.name === name)) dropTargetSeries(metrics, name);
+        logger.level = next.logLevel;
+        gen = build(next);
+        gen.scheduler.start();
+        metrics.configReload.set(1);
+        metrics.configReloadTime.set(Date.now() / 1000);
+        logger.info({ targets: [...gen.targets.keys()], policies: next.policies.map((p) => p.name), schedule: next.schedule, dryRun: next.dryRun }, 'config reloaded');
+      }),
     stop: () =>
-      (stopped ??= (async () => {
+      (stopped ??= serial(async () => {
         stopping = true;
-        logger.info({ timeoutSeconds: config.shutdownTimeout / 1000 }, 'stopping: waiting for runs in flight');
-        const clean = await scheduler.stop(config.shutdownTimeout);
-        if (!clean) logger.warn('shutdownTimeout passed with a run still in flight; closing its connection');
-        await Promise.all([...targets.values()].map((t) => t.db.close().catch(() => undefined)));
+        logger.info({ timeoutSeconds: gen.config.shutdownTimeout / 1000 }, 'stopping: waiting for runs in flight');
+        await retire(gen);
         await http.close();
         logger.info('stopped');
-      })()),
+      })),
   };
 }

@@ -19,6 +19,8 @@ export interface Metrics {
   maxStateAge: Gauge<'target' | 'state'>;
   matched: Gauge<'target' | 'policy' | 'reason'>;
   actions: Counter<'target' | 'policy' | 'reason' | 'action' | 'outcome'>;
+  configReload: Gauge;
+  configReloadTime: Gauge;
   /** (policy, reason) keys of matched_sessions set so far, per target. */
   matchedSeen: Map<string, Set<string>>;
 }
@@ -44,6 +46,8 @@ export function createMetrics(version: string, opts: { defaultMetrics?: boolean 
     sessions: new Gauge({ name: 'pg_reaper_sessions', help: 'Client sessions seen by the last run, by state (unknown: not visible to our role).', labelNames: ['target', 'state'], registers }),
     maxStateAge: new Gauge({ name: 'pg_reaper_max_state_age_seconds', help: 'Longest time any client session has been in its current state, by state, at the last run.', labelNames: ['target', 'state'], registers }),
     matched: new Gauge({ name: 'pg_reaper_matched_sessions', help: 'Sessions that broke a policy at the last run, by the policy and reason that acted.', labelNames: ['target', 'policy', 'reason'], registers }),
+    configReload: new Gauge({ name: 'pg_reaper_config_last_reload_successful', help: '1 when the last config (re)load was applied, 0 when it was rejected and the previous config kept running.', registers }),
+    configReloadTime: new Gauge({ name: 'pg_reaper_config_last_reload_success_timestamp_seconds', help: 'Unix time of the last config load that was applied.', registers }),
     matchedSeen: new Map(),
     actions: new Counter({ name: 'pg_reaper_actions_total', help: 'Actions decided, by outcome (terminated, signalled, cancelled, would_terminate, would_cancel, skipped_changed, skipped_cap, denied, failed).', labelNames: ['target', 'policy', 'reason', 'action', 'outcome'], registers }),
   };
@@ -65,6 +69,22 @@ export function initTargetSeries(m: Metrics, target: string, policies: readonly 
       seen.add(`${p.name}\u0000${reason}`);
     }
   }
+}
+
+/** Forget a target removed by a reload, so it does not linger as a stale or "down" series. */
+export function dropTargetSeries(m: Metrics, target: string): void {
+  for (const g of [m.targetUp, m.lastRun, m.lastSuccess]) g.remove({ target });
+  m.runDuration.remove({ target });
+  for (const result of ['success', 'failure', 'overlap'] as const) m.runs.remove({ target, result });
+  for (const state of STATE_LABELS) {
+    m.sessions.remove({ target, state });
+    m.maxStateAge.remove({ target, state });
+  }
+  for (const key of m.matchedSeen.get(target) ?? []) {
+    const [policy, reason] = key.split('\u0000') as [string, string];
+    m.matched.remove({ target, policy, reason });
+  }
+  m.matchedSeen.delete(target);
 }
 
 export function reasonsOf(p: CompiledPolicy): Reason[] {

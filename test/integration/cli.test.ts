@@ -88,6 +88,59 @@ policies:
   });
 });
 
+describe('pg-reaper run: reload on SIGHUP', () => {
+  it('applies a valid config and keeps the old one running when the new one is invalid', async () => {
+    const tagA = unique('t-hupa');
+    const tagB = unique('t-hupb');
+    const body = (tag: string, maxIdle = '300ms') => `schedule: "* * * * * *"
+http: { host: 127.0.0.1, port: 0 }
+targets:
+  - name: main
+    connectionString: \${REAPER_URL}
+policies:
+  - name: idle
+    maxIdle: ${maxIdle}
+    match: { applications: ["${tag}-*"] }
+`;
+    const file = writeConfig('hup.yaml', body(tagA));
+    const p = start(['run', '-c', file], { REAPER_URL: urlFor({ user: reaper }) });
+    const waitFor = async (what: () => Promise<boolean> | boolean, label: string) => {
+      const deadline = Date.now() + 15_000;
+      while (!(await what())) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${label}; stdout:\n${p.out()}\nstderr:\n${p.err()}`);
+        await sleep(50);
+      }
+    };
+    const metric = async (name: string) => {
+      const port = (JSON.parse(p.out().split('\n').find((l) => l.includes('pg-reaper started'))!) as { port: number }).port;
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1]);
+    };
+    await waitFor(() => p.out().includes('pg-reaper started'), 'start');
+
+    writeConfig('hup.yaml', body(tagA, 'ten'));
+    p.child.kill('SIGHUP');
+    await waitFor(() => p.out().includes('config reload failed'), 'the rejected reload');
+    expect(p.out()).toContain('policies[0].maxIdle: expected a duration like');
+    expect(await metric('pg_reaper_config_last_reload_successful')).toBe(0);
+    const a = await s.session({ user: app, application: `${tagA}-1` });
+    await waitFor(async () => !(await s.isAlive(a.pid)), 'the old config to reap a session');
+
+    writeConfig('hup.yaml', body(tagB));
+    p.child.kill('SIGHUP');
+    await waitFor(() => p.out().includes('"msg":"config reloaded"'), 'the applied reload');
+    expect(await metric('pg_reaper_config_last_reload_successful')).toBe(1);
+    const spared = await s.session({ user: app, application: `${tagA}-2` });
+    const b = await s.session({ user: app, application: `${tagB}-1` });
+    await s.agedOver(spared.pid, 300);
+    await waitFor(async () => !(await s.isAlive(b.pid)), 'the new config to reap a session');
+    expect(await s.isAlive(spared.pid)).toBe(true);
+
+    p.child.kill('SIGTERM');
+    expect((await p.exit).code).toBe(0);
+  });
+});
+
 describe('pg-reaper once', () => {
   it('--json prints one object per decision; --dry-run signals nothing', async () => {
     const tag = unique('t-once');

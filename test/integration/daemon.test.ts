@@ -132,6 +132,31 @@ describe('daemon', () => {
     }
   });
 
+  it('a reload swaps targets and policies and drops the series of a removed target', async () => {
+    const tag = unique('t-reload');
+    const base = {
+      schedule: '0 0 1 1 *',
+      http: { host: '127.0.0.1', port: 0 },
+      policies: [{ name: 'idle', maxIdle: '300ms', match: { applications: [`${tag}-*`] } }],
+    };
+    const main = { name: 'main', connectionString: urlFor({ user: reaper }) };
+    daemon = await startDaemon(validateConfig({ ...base, targets: [main, { name: 'old', host: '127.0.0.1', port: 1, connectTimeout: '1s' }] }), { logger: createLogger('silent'), version: 'test' });
+    await Promise.all([daemon.runNow('main'), daemon.runNow('old')]);
+    expect((await get(daemon.http.port, '/metrics')).body).toContain('pg_reaper_target_up{target="old"} 0');
+
+    await daemon.reload(validateConfig({ ...base, targets: [main], policies: [{ name: 'idle-v2', maxIdle: '300ms', match: { applications: [`${tag}-*`] } }] }));
+    const victim = await s.session({ user: app, application: `${tag}-a` });
+    await s.agedOver(victim.pid, 300);
+    const report = nextRun(daemon, 'main');
+    await daemon.runNow('main');
+
+    expect((await report).results.map((r) => [r.decision.policy, r.outcome])).toEqual([['idle-v2', 'terminated']]);
+    const body = (await get(daemon.http.port, '/metrics')).body;
+    expect(body).not.toContain('target="old"');
+    expect(body).toContain('pg_reaper_config_last_reload_successful 1');
+    expect(daemon.ready()).toBe(true);
+  });
+
   it('stop() waits for the run in flight, then closes HTTP', async () => {
     const hole = await startBlackhole();
     try {
