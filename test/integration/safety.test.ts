@@ -101,6 +101,34 @@ describe('races', () => {
   });
 });
 
+describe('the guard inside the kill statement', () => {
+  it('refuses an own-application session and a superuser session even when a decision names them', async () => {
+    const tag = unique('t-guard');
+    const replica = await s.session({ user: app, application: 'pg-reaper' });
+    const su = await s.session({ application: `${tag}-su` });
+    const plain = await s.session({ user: app, application: `${tag}-plain` });
+    for (const x of [replica, su, plain]) await s.agedOver(x.pid, 300);
+    const config = testConfig({ policies: [{ name: 'idle', maxIdle: '300ms' }], exempt: { applications: [HARNESS_APP] } }, reaper);
+    const db = openTarget(config.targets[0]!, { applicationName: config.applicationName });
+    try {
+      const snapshot = await readSnapshot(db, { withQuery: false });
+      const decisions = plan(snapshot, compilePolicies(config, 'main'), { target: 'main', applicationName: 'someone-else' })
+        .filter((d) => [replica.pid, su.pid, plain.pid].includes(d.session.pid))
+        // as if the planner and the privilege check had both been wrong
+        .map((d) => ({ ...d, capped: false, session: { ...d.session, canSignal: true } }));
+      expect(decisions).toHaveLength(3);
+      const results = await execute(decisions, { db, applicationName: config.applicationName, terminateTimeoutMs: 5000, sleep: (ms) => sleep(ms), now: () => performance.now() });
+      const byPid = new Map(results.map((r) => [r.decision.session.pid, r.outcome]));
+      expect(byPid.get(replica.pid)).toBe('skipped_changed');
+      expect(byPid.get(su.pid)).toBe('skipped_changed');
+      expect(byPid.get(plain.pid)).toBe('terminated');
+      expect(await s.alive([replica.pid, su.pid, plain.pid])).toEqual(new Set([replica.pid, su.pid]));
+    } finally {
+      await db.close();
+    }
+  });
+});
+
 describe('errors stay with their victim', () => {
   it('when the batched statement fails, each victim is retried alone and one failure does not stop the others', async () => {
     const tag = unique('t-fault');
