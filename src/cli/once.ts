@@ -1,12 +1,9 @@
-import { performance } from 'node:perf_hooks';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config/schema.js';
 import { formatDuration } from '../config/duration.js';
 import { openTarget } from '../db/target.js';
 import type { Logger } from '../log/logger.js';
-import { compilePolicies } from '../policy/compile.js';
 import { actionFields, logRun, privilegeWarnings } from '../run/report.js';
-import { runTarget, type RunReport } from '../run/run-target.js';
+import { runTarget, settingsFor, systemDeps, type RunReport } from '../run/run-target.js';
 
 // `pg-reaper once`: every target once, in parallel; decisions as a table or JSON lines.
 
@@ -15,17 +12,7 @@ export async function runOnce(config: Config, logger: Logger): Promise<RunReport
     config.targets.map(async (t) => {
       const db = openTarget(t, { applicationName: config.applicationName });
       try {
-        const report = await runTarget(
-          {
-            target: t.name,
-            policies: compilePolicies(config, t.name),
-            applicationName: config.applicationName,
-            maxActionsPerRun: config.maxActionsPerRun,
-            terminateTimeoutMs: config.terminateTimeout,
-            logQueryText: config.logQueryText,
-          },
-          { db, wallClock: Date.now, monotonic: () => performance.now(), sleep: (ms) => sleep(ms) },
-        );
+        const report = await runTarget(settingsFor(config, t.name), systemDeps(db));
         if (report.snapshot) for (const w of privilegeWarnings(report.snapshot.privileges)) logger.warn({ target: t.name }, w);
         logRun(logger, report, config.logQueryText);
         return report;

@@ -1,6 +1,4 @@
 import { EventEmitter } from 'node:events';
-import { performance } from 'node:perf_hooks';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config/schema.js';
 import { openTarget, type TargetDb } from '../db/target.js';
 import { startHttpServer, type HttpServer } from '../http/server.js';
@@ -8,7 +6,7 @@ import type { Logger } from '../log/logger.js';
 import { createMetrics, dropTargetSeries, initTargetSeries, type Metrics } from '../metrics/metrics.js';
 import { compilePolicies, type CompiledPolicy } from '../policy/compile.js';
 import { logRun, privilegeWarnings, recordRun } from '../run/report.js';
-import { runTarget, type RunReport } from '../run/run-target.js';
+import { runTarget, settingsFor, systemDeps, type RunReport } from '../run/run-target.js';
 import { Scheduler } from './scheduler.js';
 
 // The long-running process: one scheduled job per target, the HTTP endpoints, a reload that
@@ -56,17 +54,7 @@ export async function startDaemon(initial: Config, deps: { logger: Logger; versi
   const runOne = async (gen: Generation, name: string): Promise<void> => {
     const t = gen.targets.get(name)!;
     const c = gen.config;
-    const report = await runTarget(
-      {
-        target: name,
-        policies: t.policies,
-        applicationName: c.applicationName,
-        maxActionsPerRun: c.maxActionsPerRun,
-        terminateTimeoutMs: c.terminateTimeout,
-        logQueryText: c.logQueryText,
-      },
-      { db: t.db, wallClock: Date.now, monotonic: () => performance.now(), sleep: (ms) => sleep(ms) },
-    );
+    const report = await runTarget(settingsFor(c, name, t.policies), systemDeps(t.db));
     try {
       if (report.snapshot) {
         const warnings = privilegeWarnings(report.snapshot.privileges);

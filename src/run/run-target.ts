@@ -1,8 +1,11 @@
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Config } from '../config/schema.js';
 import type { Db } from '../db/db.js';
 import type { Snapshot } from '../db/session.js';
 import { readSnapshot } from '../db/snapshot.js';
 import { plan } from '../plan/planner.js';
-import type { CompiledPolicy } from '../policy/compile.js';
+import { compilePolicies, type CompiledPolicy } from '../policy/compile.js';
 import { describeError } from '../util/errors.js';
 import { execute } from './executor.js';
 import type { ActionResult } from './outcome.js';
@@ -26,6 +29,23 @@ export interface RunDeps {
   /** Monotonic ms, for durations and deadlines. */
   monotonic: () => number;
   sleep: (ms: number) => Promise<void>;
+}
+
+/** A target's run settings from the config (policies compiled unless given). */
+export function settingsFor(config: Config, target: string, policies: readonly CompiledPolicy[] = compilePolicies(config, target)): RunSettings {
+  return {
+    target,
+    policies,
+    applicationName: config.applicationName,
+    maxActionsPerRun: config.maxActionsPerRun,
+    terminateTimeoutMs: config.terminateTimeout,
+    logQueryText: config.logQueryText,
+  };
+}
+
+/** The real clocks and timer. */
+export function systemDeps(db: Db): RunDeps {
+  return { db, wallClock: Date.now, monotonic: () => performance.now(), sleep: (ms) => sleep(ms) };
 }
 
 export interface RunReport {

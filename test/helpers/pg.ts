@@ -4,10 +4,8 @@ import { inject } from 'vitest';
 import { validateConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import { openTarget } from '../../src/db/target.js';
-import { compilePolicies } from '../../src/policy/compile.js';
-import { runTarget, type RunReport } from '../../src/run/run-target.js';
+import { runTarget, settingsFor, systemDeps, type RunReport } from '../../src/run/run-target.js';
 import type { Outcome } from '../../src/run/outcome.js';
-import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 // Real sessions on the suite's PostgreSQL, and the checks the scenarios make on them.
@@ -133,17 +131,7 @@ export function testConfig(overrides: Record<string, unknown>, reaperUser?: stri
 /** One run of the real code path (snapshot, plan, execute) against the suite's server. */
 export async function reap(config: Config, db = openTarget(config.targets[0]!, { applicationName: config.applicationName })): Promise<RunReport> {
   try {
-    return await runTarget(
-      {
-        target: config.targets[0]!.name,
-        policies: compilePolicies(config, config.targets[0]!.name),
-        applicationName: config.applicationName,
-        maxActionsPerRun: config.maxActionsPerRun,
-        terminateTimeoutMs: config.terminateTimeout,
-        logQueryText: config.logQueryText,
-      },
-      { db, wallClock: Date.now, monotonic: () => performance.now(), sleep: (ms) => sleep(ms) },
-    );
+    return await runTarget(settingsFor(config, config.targets[0]!.name), systemDeps(db));
   } finally {
     await db.close();
   }

@@ -3,13 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/config/load.js';
 import type { Db } from '../../src/db/db.js';
 import { readSnapshot } from '../../src/db/snapshot.js';
 import { openTarget } from '../../src/db/target.js';
-import { plan } from '../../src/plan/planner.js';
+import type { Config } from '../../src/config/schema.js';
+import { plan, type Decision } from '../../src/plan/planner.js';
 import { compilePolicies } from '../../src/policy/compile.js';
 import { execute } from '../../src/run/executor.js';
 import { ensureReaperRole, ensureRole, HARNESS_APP, outcomeOf, PASSWORD, reap, Sessions, testConfig, unique, urlFor } from '../helpers/pg.js';
@@ -28,6 +28,14 @@ beforeAll(async () => {
 });
 afterEach(() => s.closeAll());
 afterAll(() => s.end());
+
+// The run's steps one by one, so a test can act between planning and executing.
+const planNow = async (db: Db, config: Config, applicationName = config.applicationName) =>
+  plan(await readSnapshot(db, { withQuery: false }), compilePolicies(config, 'main'), { target: 'main', applicationName });
+const executeNow = async (db: Db, config: Config, decisions: Decision[]) => {
+  const results = await execute(decisions, { db, applicationName: config.applicationName, terminateTimeoutMs: 5000, sleep: (ms) => sleep(ms), now: () => performance.now() });
+  return new Map(results.map((r) => [r.decision.session.pid, r.outcome]));
+};
 
 describe('sessions that are never ours to kill', () => {
   it('a policy matching everything spares our own connections, other replicas, walsenders and every non-client backend', async () => {
@@ -65,14 +73,12 @@ describe('races', () => {
     const config = testConfig({ policies: [{ name: 'idle', maxIdle: '400ms', match: { applications: [`${tag}-*`] } }] }, reaper);
     const db = openTarget(config.targets[0]!, { applicationName: config.applicationName });
     try {
-      const snapshot = await readSnapshot(db, { withQuery: false });
-      const decisions = plan(snapshot, compilePolicies(config, 'main'), { target: 'main', applicationName: config.applicationName });
+      const decisions = await planNow(db, config);
       expect(decisions.map((d) => d.session.pid).sort()).toEqual([busy.pid, still.pid].sort());
 
       await busy.client.query('SELECT 1'); // the session wakes up after we looked
 
-      const results = await execute(decisions, { db, applicationName: config.applicationName, terminateTimeoutMs: 5000, sleep: (ms) => sleep(ms), now: () => performance.now() });
-      const byPid = new Map(results.map((r) => [r.decision.session.pid, r.outcome]));
+      const byPid = await executeNow(db, config, decisions);
       expect(byPid.get(busy.pid)).toBe('skipped_changed');
       expect(byPid.get(still.pid)).toBe('terminated');
       expect(await s.alive([busy.pid, still.pid])).toEqual(new Set([busy.pid]));
@@ -88,12 +94,9 @@ describe('races', () => {
     const config = testConfig({ policies: [{ name: 'idle', maxIdle: '300ms', match: { applications: [`${tag}-*`] } }] }, reaper);
     const db = openTarget(config.targets[0]!, { applicationName: config.applicationName });
     try {
-      const snapshot = await readSnapshot(db, { withQuery: false });
-      const decisions = plan(snapshot, compilePolicies(config, 'main'), { target: 'main', applicationName: config.applicationName });
       // forge the identity the snapshot saw: same pid, another backend_start, as after pid reuse
-      const forged = decisions.map((d) => ({ ...d, session: { ...d.session, backendStart: '2001-01-01 00:00:00+00' } }));
-      const results = await execute(forged, { db, applicationName: config.applicationName, terminateTimeoutMs: 5000, sleep: (ms) => sleep(ms), now: () => performance.now() });
-      expect(results.map((r) => r.outcome)).toEqual(['skipped_changed']);
+      const forged = (await planNow(db, config)).map((d) => ({ ...d, session: { ...d.session, backendStart: '2001-01-01 00:00:00+00' } }));
+      expect([...(await executeNow(db, config, forged)).values()]).toEqual(['skipped_changed']);
       expect(await s.isAlive(a.pid)).toBe(true);
     } finally {
       await db.close();
@@ -111,14 +114,12 @@ describe('the guard inside the kill statement', () => {
     const config = testConfig({ policies: [{ name: 'idle', maxIdle: '300ms' }], exempt: { applications: [HARNESS_APP] } }, reaper);
     const db = openTarget(config.targets[0]!, { applicationName: config.applicationName });
     try {
-      const snapshot = await readSnapshot(db, { withQuery: false });
-      const decisions = plan(snapshot, compilePolicies(config, 'main'), { target: 'main', applicationName: 'someone-else' })
+      const decisions = (await planNow(db, config, 'someone-else'))
         .filter((d) => [replica.pid, su.pid, plain.pid].includes(d.session.pid))
         // as if the planner and the privilege check had both been wrong
         .map((d) => ({ ...d, capped: false, session: { ...d.session, canSignal: true } }));
       expect(decisions).toHaveLength(3);
-      const results = await execute(decisions, { db, applicationName: config.applicationName, terminateTimeoutMs: 5000, sleep: (ms) => sleep(ms), now: () => performance.now() });
-      const byPid = new Map(results.map((r) => [r.decision.session.pid, r.outcome]));
+      const byPid = await executeNow(db, config, decisions);
       expect(byPid.get(replica.pid)).toBe('skipped_changed');
       expect(byPid.get(su.pid)).toBe('skipped_changed');
       expect(byPid.get(plain.pid)).toBe('terminated');
@@ -219,4 +220,3 @@ describe('visibility', () => {
   });
 });
 
-void pg;
