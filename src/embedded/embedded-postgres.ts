@@ -21,6 +21,8 @@ export interface EmbeddedServer {
 export interface EmbeddedOptions {
   maxConnections?: number;
   extraFlags?: string[];
+  /** scram-sha-256 by default; benchmarks that open thousands of sessions use cheaper md5. */
+  authMethod?: 'scram-sha-256' | 'md5' | 'password';
 }
 
 export async function startEmbeddedPostgres(opts: EmbeddedOptions = {}): Promise<EmbeddedServer> {
@@ -40,7 +42,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions = {}): Promise
     port,
     user: 'postgres',
     password,
-    authMethod: 'scram-sha-256',
+    authMethod: opts.authMethod ?? 'scram-sha-256',
     persistent: false,
     createPostgresUser: process.getuid?.() === 0,
     onLog: (m: string) => void log.push(m),

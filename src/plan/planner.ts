@@ -35,34 +35,105 @@ interface Violation {
   thresholdSeconds: number;
 }
 
-const IDLE_IN_TX = new Set(['idle in transaction', 'idle in transaction (aborted)']);
+// How long a session has been in each condition, computed once per session (NaN where the
+// timestamp is NULL, so no comparison holds), and the state as a small number.
+const enum Kind {
+  Idle,
+  IdleInTransaction,
+  Active,
+  Other,
+}
 
-/** The first reason that holds, in the documented order, or undefined. */
-export function violation(s: Session, t: Thresholds, nowMs: number): Violation | undefined {
-  const over = (reason: Reason, since: number | null, limit: number | undefined): Violation | undefined => {
-    if (limit === undefined || since === null) return undefined;
-    const ms = nowMs - since;
-    return ms > limit ? { reason, seconds: ms / 1000, thresholdSeconds: limit / 1000 } : undefined;
+interface Ages {
+  kind: Kind;
+  state: number;
+  query: number;
+  xact: number;
+  connection: number;
+}
+
+function agesOf(s: Session, nowMs: number): Ages {
+  const st = s.state;
+  const kind = st === 'idle' ? Kind.Idle : st === 'idle in transaction' || st === 'idle in transaction (aborted)' ? Kind.IdleInTransaction : st === 'active' ? Kind.Active : Kind.Other;
+  return {
+    kind,
+    state: s.stateChangeMs === null ? NaN : nowMs - s.stateChangeMs,
+    query: s.queryStartMs === null ? NaN : nowMs - s.queryStartMs,
+    xact: s.xactStartMs === null ? NaN : nowMs - s.xactStartMs,
+    connection: s.backendStartMs === null ? NaN : nowMs - s.backendStartMs,
   };
-  return (
-    (s.state === 'idle' ? over('idle', s.stateChangeMs, t.maxIdle) : undefined) ??
-    (s.state !== null && IDLE_IN_TX.has(s.state) ? over('idle_in_transaction', s.stateChangeMs, t.maxIdleInTransaction) : undefined) ??
-    (s.state === 'active' ? over('query_duration', s.queryStartMs, t.maxQueryDuration) : undefined) ??
-    over('transaction_duration', s.xactStartMs, t.maxTransactionDuration) ??
-    over('connection_age', s.backendStartMs, t.maxConnectionAge)
-  );
+}
+
+/** The first reason that holds, in the documented order. Runs for every session and policy: comparisons only. */
+function reasonOf(a: Ages, t: Limits5): Reason | undefined {
+  if (a.kind === Kind.Idle) {
+    if (a.state > t.idle) return 'idle';
+  } else if (a.kind === Kind.IdleInTransaction) {
+    if (a.state > t.idleInTransaction) return 'idle_in_transaction';
+  } else if (a.kind === Kind.Active) {
+    if (a.query > t.query) return 'query_duration';
+  }
+  if (a.xact > t.transaction) return 'transaction_duration';
+  if (a.connection > t.connection) return 'connection_age';
+  return undefined;
+}
+
+/** Thresholds in ms, Infinity where the policy has none. */
+interface Limits5 {
+  idle: number;
+  idleInTransaction: number;
+  query: number;
+  transaction: number;
+  connection: number;
+}
+
+const limitsCache = new WeakMap<Thresholds, Limits5>();
+function limitsOf(t: Thresholds): Limits5 {
+  let l = limitsCache.get(t);
+  if (!l) {
+    l = {
+      idle: t.maxIdle ?? Infinity,
+      idleInTransaction: t.maxIdleInTransaction ?? Infinity,
+      query: t.maxQueryDuration ?? Infinity,
+      transaction: t.maxTransactionDuration ?? Infinity,
+      connection: t.maxConnectionAge ?? Infinity,
+    };
+    limitsCache.set(t, l);
+  }
+  return l;
+}
+
+function evidence(reason: Reason, a: Ages, t: Limits5): Violation {
+  const [ms, limit] =
+    reason === 'idle' ? [a.state, t.idle]
+    : reason === 'idle_in_transaction' ? [a.state, t.idleInTransaction]
+    : reason === 'query_duration' ? [a.query, t.query]
+    : reason === 'transaction_duration' ? [a.xact, t.transaction]
+    : [a.connection, t.connection];
+  return { reason, seconds: ms / 1000, thresholdSeconds: limit / 1000 };
+}
+
+/** The first reason that holds with its evidence (seconds in the condition, threshold), or undefined. */
+export function violation(s: Session, t: Thresholds, nowMs: number): Violation | undefined {
+  const a = agesOf(s, nowMs);
+  const limits = limitsOf(t);
+  const reason = reasonOf(a, limits);
+  return reason === undefined ? undefined : evidence(reason, a, limits);
 }
 
 export function plan(snapshot: Snapshot, policies: readonly CompiledPolicy[], limits: Limits): Decision[] {
   const decisions: Decision[] = [];
+  const policyLimits = policies.map((p) => limitsOf(p.thresholds));
   for (const session of snapshot.sessions) {
     // Without visibility (no pg_read_all_stats) a session cannot be judged.
     if (session.backendStart === null || session.application === limits.applicationName) continue;
-    for (const policy of policies) {
-      if (!policy.inScope(session)) continue;
-      const v = violation(session, policy.thresholds, snapshot.nowMs);
-      if (!v) continue;
-      decisions.push({ target: limits.target, policy: policy.name, action: policy.action, dryRun: policy.dryRun, session, capped: false, ...v });
+    const ages = agesOf(session, snapshot.nowMs);
+    for (let i = 0; i < policies.length; i++) {
+      const policy = policies[i]!;
+      // thresholds first: comparisons are cheaper than matching, and most sessions are under them
+      const reason = reasonOf(ages, policyLimits[i]!);
+      if (reason === undefined || !policy.inScope(session)) continue;
+      decisions.push({ target: limits.target, policy: policy.name, action: policy.action, dryRun: policy.dryRun, session, capped: false, ...evidence(reason, ages, policyLimits[i]!) });
       break;
     }
   }

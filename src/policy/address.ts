@@ -2,8 +2,6 @@ import { isIP } from 'node:net';
 
 // Client address lists: IPv4 and IPv6 addresses and CIDR blocks, and the word "local" for
 // sessions over a Unix socket (pg_stat_activity shows client_addr NULL for those).
-export type AddressMatcher = (clientAddr: string | null) => boolean;
-
 interface Block {
   bytes: Uint8Array;
   prefix: number;
@@ -25,14 +23,24 @@ export function addressError(entry: string): string | undefined {
   return undefined;
 }
 
-export function compileAddresses(entries: readonly string[]): AddressMatcher {
-  const local = entries.includes('local');
-  const blocks: Block[] = entries.filter((e) => e !== 'local').map(toBlock);
-  return (clientAddr) => {
-    if (clientAddr === null) return local;
-    const bytes = toBytes(clientAddr);
-    return bytes !== undefined && blocks.some((b) => contains(b, bytes));
-  };
+export class AddressSet {
+  private readonly local: boolean;
+  private readonly blocks: Block[];
+
+  constructor(entries: readonly string[]) {
+    this.local = entries.includes('local');
+    this.blocks = entries.filter((e) => e !== 'local').map(toBlock);
+  }
+
+  /** clientAddr null with local true: a Unix-socket session. */
+  test(clientAddr: string | null, local: boolean): boolean {
+    if (local) return this.local;
+    if (clientAddr === null) return false;
+    const bytes = cachedBytes(clientAddr);
+    if (bytes === undefined) return false;
+    for (const b of this.blocks) if (contains(b, bytes)) return true;
+    return false;
+  }
 }
 
 function toBlock(entry: string): Block {
@@ -53,6 +61,19 @@ function contains(block: Block, bytes: Uint8Array): boolean {
     if ((block.bytes[i]! & mask) !== (bytes[i]! & mask)) return false;
   }
   return true;
+}
+
+// Sessions repeat a few thousand client addresses run after run, and every policy asks for them:
+// parse each once. Bounded, since addresses come from the network.
+const parsed = new Map<string, Uint8Array | undefined>();
+function cachedBytes(address: string): Uint8Array | undefined {
+  let bytes = parsed.get(address);
+  if (bytes === undefined && !parsed.has(address)) {
+    if (parsed.size >= 65_536) parsed.clear();
+    bytes = toBytes(address);
+    parsed.set(address, bytes);
+  }
+  return bytes;
 }
 
 /** Address bytes; IPv4-mapped IPv6 (::ffff:10.0.0.1) counts as IPv4. */

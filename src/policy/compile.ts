@@ -1,84 +1,90 @@
 import type { Config, PolicyConfig, Selector } from '../config/schema.js';
 import type { Session } from '../db/session.js';
-import { compileAddresses } from './address.js';
-import { compileGlobs } from './glob.js';
+import { AddressSet } from './address.js';
+import { GlobSet } from './glob.js';
 
-// Policies compiled once per config into predicates and thresholds, so that planning a run is a
-// loop over sessions with no parsing in it.
+// Policies compiled once per config into matchers and thresholds, so that planning a run is a
+// loop over sessions with no parsing in it. Plain classes and loops: these run for every session
+// and policy, so call sites stay monomorphic and nothing allocates.
 
 export interface Thresholds {
-  maxIdle?: number;
-  maxIdleInTransaction?: number;
-  maxQueryDuration?: number;
-  maxTransactionDuration?: number;
-  maxConnectionAge?: number;
+  maxIdle?: number | undefined;
+  maxIdleInTransaction?: number | undefined;
+  maxQueryDuration?: number | undefined;
+  maxTransactionDuration?: number | undefined;
+  maxConnectionAge?: number | undefined;
 }
 
-export interface CompiledPolicy {
-  name: string;
-  action: 'terminate' | 'cancel';
-  dryRun: boolean;
-  maxActionsPerRun: number | undefined;
-  thresholds: Thresholds;
-  inScope: (session: Session) => boolean;
+/** A selector's non-empty lists. */
+export class SessionSelector {
+  private readonly users: GlobSet | undefined;
+  private readonly databases: GlobSet | undefined;
+  private readonly applications: GlobSet | undefined;
+  private readonly addresses: AddressSet | undefined;
+  readonly empty: boolean;
+
+  constructor(sel: Selector) {
+    this.users = sel.users.length ? new GlobSet(sel.users) : undefined;
+    this.databases = sel.databases.length ? new GlobSet(sel.databases) : undefined;
+    this.applications = sel.applications.length ? new GlobSet(sel.applications) : undefined;
+    this.addresses = sel.clientAddresses.length ? new AddressSet(sel.clientAddresses) : undefined;
+    this.empty = !this.users && !this.databases && !this.applications && !this.addresses;
+  }
+
+  /** match: every non-empty list matches (an empty selector matches everything). */
+  all(s: Session): boolean {
+    return (
+      (this.users === undefined || this.users.test(s.user)) &&
+      (this.databases === undefined || this.databases.test(s.database)) &&
+      (this.applications === undefined || this.applications.test(s.application)) &&
+      (this.addresses === undefined || this.addresses.test(s.clientAddr, s.local))
+    );
+  }
+
+  /** exempt: any non-empty list matches (an empty selector exempts nothing). */
+  any(s: Session): boolean {
+    return (
+      (this.users !== undefined && this.users.test(s.user)) ||
+      (this.databases !== undefined && this.databases.test(s.database)) ||
+      (this.applications !== undefined && this.applications.test(s.application)) ||
+      (this.addresses !== undefined && this.addresses.test(s.clientAddr, s.local))
+    );
+  }
 }
 
-type SessionPredicate = (s: Session) => boolean;
+export class CompiledPolicy {
+  readonly name: string;
+  readonly action: 'terminate' | 'cancel';
+  readonly dryRun: boolean;
+  readonly maxActionsPerRun: number | undefined;
+  readonly thresholds: Thresholds;
+  private readonly match: SessionSelector;
+  private readonly exempt: SessionSelector;
 
-/** The policies that apply to one target, in file order. */
-export function compilePolicies(config: Config, target: string): CompiledPolicy[] {
-  const globalExempt = anyOf(config.exempt);
-  return config.policies.filter((p) => !p.targets || p.targets.includes(target)).map((p) => compilePolicy(p, config.dryRun, globalExempt));
-}
-
-function compilePolicy(p: PolicyConfig, globalDryRun: boolean, globalExempt: SessionPredicate | undefined): CompiledPolicy {
-  const match = allOf(p.match);
-  const exempt = anyOf(p.exempt);
-  return {
-    name: p.name,
-    action: p.action,
-    dryRun: globalDryRun || p.dryRun,
-    maxActionsPerRun: p.maxActionsPerRun,
-    thresholds: {
+  constructor(p: PolicyConfig, globalDryRun: boolean, private readonly globalExempt: SessionSelector) {
+    this.name = p.name;
+    this.action = p.action;
+    this.dryRun = globalDryRun || p.dryRun;
+    this.maxActionsPerRun = p.maxActionsPerRun;
+    this.thresholds = {
       maxIdle: p.maxIdle,
       maxIdleInTransaction: p.maxIdleInTransaction,
       maxQueryDuration: p.maxQueryDuration,
       maxTransactionDuration: p.maxTransactionDuration,
       maxConnectionAge: p.maxConnectionAge,
-    },
-    inScope: (s) => match(s) && !(exempt?.(s) ?? false) && !(globalExempt?.(s) ?? false),
-  };
+    };
+    this.match = new SessionSelector(p.match);
+    this.exempt = new SessionSelector(p.exempt);
+  }
+
+  /** Every non-empty match list matches, and neither this policy's nor the global exempt does. */
+  inScope(s: Session): boolean {
+    return this.match.all(s) && !this.exempt.any(s) && !this.globalExempt.any(s);
+  }
 }
 
-function predicates(sel: Selector): SessionPredicate[] {
-  const out: SessionPredicate[] = [];
-  if (sel.users.length) {
-    const m = compileGlobs(sel.users);
-    out.push((s) => m(s.user));
-  }
-  if (sel.databases.length) {
-    const m = compileGlobs(sel.databases);
-    out.push((s) => m(s.database));
-  }
-  if (sel.applications.length) {
-    const m = compileGlobs(sel.applications);
-    out.push((s) => m(s.application));
-  }
-  if (sel.clientAddresses.length) {
-    const m = compileAddresses(sel.clientAddresses);
-    out.push((s) => (s.local ? m(null) : s.clientAddr !== null && m(s.clientAddr)));
-  }
-  return out;
-}
-
-/** match: every non-empty list must match. */
-function allOf(sel: Selector): SessionPredicate {
-  const ps = predicates(sel);
-  return (s) => ps.every((p) => p(s));
-}
-
-/** exempt: any non-empty list that matches exempts; undefined when nothing is listed. */
-function anyOf(sel: Selector): SessionPredicate | undefined {
-  const ps = predicates(sel);
-  return ps.length ? (s) => ps.some((p) => p(s)) : undefined;
+/** The policies that apply to one target, in file order. */
+export function compilePolicies(config: Config, target: string): CompiledPolicy[] {
+  const globalExempt = new SessionSelector(config.exempt);
+  return config.policies.filter((p) => !p.targets || p.targets.includes(target)).map((p) => new CompiledPolicy(p, config.dryRun, globalExempt));
 }

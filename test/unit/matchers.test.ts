@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { addressError, compileAddresses, toBytes } from '../../src/policy/address.js';
-import { compileGlob, compileGlobs } from '../../src/policy/glob.js';
+import { addressError, AddressSet, toBytes } from '../../src/policy/address.js';
+import { compileGlob, GlobSet } from '../../src/policy/glob.js';
 import { formatDuration, parseDuration } from '../../src/config/duration.js';
 import { substituteEnv } from '../../src/config/env.js';
 import { stateLabel } from '../../src/db/session.js';
@@ -21,11 +21,13 @@ describe('globs', () => {
     ['*-api', 'checkout-api', true],
   ])('%s vs %j → %s', (pattern, value, expected) => {
     expect(compileGlob(pattern).test(value)).toBe(expected);
-    expect(compileGlobs([pattern])(value)).toBe(expected);
+    expect(new GlobSet([pattern]).test(value)).toBe(expected);
+    expect(new GlobSet(['zzz', 'y*z', pattern]).test(value)).toBe(expected);
   });
 
   it('a null value (not visible) matches nothing', () => {
-    expect(compileGlobs(['*'])(null)).toBe(false);
+    expect(new GlobSet(['*'])).toBeDefined();
+    expect(new GlobSet(['*']).test(null)).toBe(false);
   });
 });
 
@@ -47,13 +49,14 @@ describe('addresses', () => {
     ['10.0.0.0/8', 'fd00::1', false],
     ['10.0.0.5/30', '10.0.0.6', true],
   ])('%s contains %s → %s', (entry, addr, expected) => {
-    expect(compileAddresses([entry])(addr)).toBe(expected);
+    expect(new AddressSet([entry]).test(addr, false)).toBe(expected);
   });
 
   it('"local" matches Unix-socket sessions only', () => {
-    expect(compileAddresses(['local'])(null)).toBe(true);
-    expect(compileAddresses(['10.0.0.0/8'])(null)).toBe(false);
-    expect(compileAddresses(['local'])('127.0.0.1')).toBe(false);
+    expect(new AddressSet(['local']).test(null, true)).toBe(true);
+    expect(new AddressSet(['10.0.0.0/8']).test(null, true)).toBe(false);
+    expect(new AddressSet(['0.0.0.0/0']).test(null, false)).toBe(false);
+    expect(new AddressSet(['local']).test('127.0.0.1', false)).toBe(false);
   });
 
   it.each(['10.0.0.0/33', 'fd00::/129', '10.0.0/8', 'db.internal', '10.0.0.0/8/8', '10.0.0.0/x', ''])('rejects %j', (entry) => {
