@@ -24,8 +24,10 @@ export function poolConfig(t: TargetConfig, opts: TargetOptions): pg.PoolConfig 
   const config: pg.PoolConfig = {
     application_name: opts.applicationName,
     connectionTimeoutMillis: Math.ceil(t.connectTimeout),
-    query_timeout: Math.ceil(t.queryTimeout),
+    // the server cancels a slow statement first (57014, the connection stays usable); the client
+    // gives up 2 s later, for a server or network that stopped answering altogether
     statement_timeout: Math.ceil(t.queryTimeout),
+    query_timeout: Math.ceil(t.queryTimeout) + 2000,
     keepAlive: true,
     max: 1,
     // keep the connection between runs; the server may still close it (pool 'error' below)
@@ -65,9 +67,22 @@ export function openTarget(t: TargetConfig, opts: TargetOptions): TargetDb {
   pool.on('error', (err) => opts.onError?.(describeError(err)));
   return {
     name: t.name,
+    // pool.connect() + client.query() rather than pool.query(): pg-pool keeps the callback of the
+    // call that opened a connection reachable from that connection's listeners, so with
+    // pool.query() every kept connection retained its first result set (a whole snapshot).
     async query<R extends object>(sql: string, params?: readonly unknown[]) {
-      const result = await pool.query<R>(sql, params as unknown[] | undefined);
-      return result.rows;
+      const client = await pool.connect();
+      let broken: Error | undefined;
+      try {
+        return (await client.query<R>(sql, params as unknown[] | undefined)).rows;
+      } catch (err) {
+        // a server error (with a SQLSTATE) leaves the connection usable; anything else, such as
+        // a client-side timeout or a dropped socket, leaves it in an unknown state: discard it
+        if (!(err as { code?: unknown }).code || typeof (err as { code?: unknown }).code !== 'string' || !/^[0-9A-Z]{5}$/.test((err as { code: string }).code)) broken = err as Error;
+        throw err;
+      } finally {
+        client.release(broken);
+      }
     },
     close: () => pool.end(),
   };
