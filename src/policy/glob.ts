@@ -37,8 +37,9 @@ export class GlobSet {
   /** A null value (not visible to our role) matches nothing. */
   test(value: string | null): boolean {
     if (value === null) return false;
-    if (this.exact.has(value)) return true;
-    for (const prefix of this.prefixes) if (value.startsWith(prefix)) return true;
+    if (this.exact.size !== 0 && this.exact.has(value)) return true;
+    const prefixes = this.prefixes;
+    for (let i = 0; i < prefixes.length; i++) if (value.startsWith(prefixes[i]!)) return true;
     return this.re !== undefined && this.re.test(value);
   }
 }
