@@ -1,6 +1,11 @@
-import { createServer, type Server } from 'node:http';
+import type * as Http from 'node:http';
+import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
-import type { Registry } from 'prom-client';
+import type { Registry } from '../metrics/prom.js';
+
+// require, not import: an ESM import of node:http reads every export of the module, and on
+// Node 24 its lazy WebSocket getters then load undici, about 4 MiB of resident memory.
+const { createServer } = createRequire(import.meta.url)('node:http') as typeof Http;
 
 // /metrics for Prometheus, /livez (= /healthz) and /readyz for Kubernetes probes; 404 elsewhere.
 
@@ -16,7 +21,7 @@ export interface HttpServer {
 }
 
 export async function startHttpServer(host: string, port: number, registry: Registry, health: Health): Promise<HttpServer> {
-  const server: Server = createServer((req, res) => {
+  const server: Http.Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();

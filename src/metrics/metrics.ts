@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from './prom.js';
 import { STATE_LABELS } from '../db/session.js';
 import type { CompiledPolicy } from '../policy/compile.js';
 import { REASONS, type Reason } from '../plan/planner.js';
