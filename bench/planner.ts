@@ -1,0 +1,80 @@
+import { performance } from 'node:perf_hooks';
+import { validateConfig } from '../src/config/load.js';
+import type { Session, Snapshot } from '../src/db/session.js';
+import { plan } from '../src/plan/planner.js';
+import { compilePolicies } from '../src/policy/compile.js';
+import { writeResult, log } from './lib/results.js';
+import { round, summarize } from './lib/stats.js';
+
+// 3. The pure planner: 10,000 sessions × 20 policies. Policies look like a real fleet's (globs on
+// users and applications, a CIDR, exemptions); most sessions fall through every policy, the worst
+// case for the loop.
+
+const SESSIONS = 10_000;
+const POLICIES = 20;
+const ITERATIONS = 200;
+
+function fixture(): { snapshot: Snapshot; config: ReturnType<typeof validateConfig> } {
+  const now = Date.UTC(2026, 10, 22, 12);
+  let seed = 42;
+  const rand = () => ((seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31);
+  const states = ['idle', 'idle', 'idle', 'active', 'idle in transaction', 'idle in transaction (aborted)'];
+  const sessions: Session[] = Array.from({ length: SESSIONS }, (_, i) => {
+    const age = rand() * 7200 * 1000;
+    return {
+      pid: 10_000 + i,
+      user: `team${i % 40}_svc`,
+      database: `db${i % 7}`,
+      application: `service-${i % 50}-worker`,
+      clientAddr: `10.${i % 4}.${(i >> 8) % 256}.${i % 256}`,
+      local: false,
+      state: states[i % states.length]!,
+      backendStartMs: now - age - 60_000,
+      xactStartMs: now - age,
+      queryStartMs: now - age,
+      stateChangeMs: now - age,
+      backendStart: `bs${i}`,
+      stateChange: `sc${i}`,
+      superuser: false,
+      canSignal: true,
+    };
+  });
+  const policies = Array.from({ length: POLICIES }, (_, p) => ({
+    name: `policy-${p}`,
+    match: { users: [`team${p}_*`, `team${p + 20}_*`], databases: p % 2 ? ['db1', 'db3'] : [], clientAddresses: ['10.0.0.0/8'] },
+    exempt: { applications: ['pg_dump*', `service-${p}-*`] },
+    maxIdle: `${10 + p}m`,
+    maxIdleInTransaction: '2m',
+    maxQueryDuration: '30m',
+    maxConnectionAge: '12h',
+  }));
+  const config = validateConfig({ exempt: { users: ['postgres'] }, targets: [{ name: 't', host: 'db' }], policies });
+  return { snapshot: { nowMs: now, selfPid: 1, privileges: { superuser: false, signalBackend: true, readAllStats: true }, sessions }, config };
+}
+
+export async function benchPlanner(): Promise<Record<string, unknown>> {
+  const { snapshot, config } = fixture();
+  const policies = compilePolicies(config, 't');
+  const limits = { target: 't', applicationName: 'pg-reaper', maxActionsPerRun: 500 };
+  let decisions = 0;
+  for (let i = 0; i < 20; i++) decisions = plan(snapshot, policies, limits).length;
+  const times: number[] = [];
+  for (let i = 0; i < ITERATIONS; i++) {
+    const t0 = performance.now();
+    plan(snapshot, policies, limits);
+    times.push(performance.now() - t0);
+  }
+  const s = summarize(times);
+  const result = {
+    sessions: SESSIONS,
+    policies: POLICIES,
+    decisions,
+    iterations: ITERATIONS,
+    ms: s,
+    nsPerSessionPolicy: round((s.median * 1e6) / (SESSIONS * POLICIES), 1),
+    goal: '<= 20 ms per plan',
+  };
+  log(`planner: ${round(s.median)} ms median (${result.nsPerSessionPolicy} ns per session per policy), ${decisions} decisions`);
+  writeResult('planner', 'npm run bench:planner', result);
+  return result;
+}

