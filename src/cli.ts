@@ -1,12 +1,10 @@
 #!/usr/bin/env -S node --max-semi-space-size=1
 import { parseArgs } from 'node:util';
-import { formatTable, formatJsonLines, runOnce } from './cli/once.js';
 import { USAGE } from './cli/usage.js';
 import { formatProblem, loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
-import { startDaemon } from './daemon/daemon.js';
-import { createLogger } from './log/logger.js';
 import { pino } from 'pino';
+import { createLogger } from './log/logger.js';
 import { describeError } from './util/errors.js';
 import { VERSION } from './version.js';
 
@@ -69,6 +67,8 @@ async function main(argv: string[]): Promise<number> {
     return EXIT_OK;
   }
   if (command === 'once') {
+    // each command loads only what it uses: `once` never starts HTTP, metrics or the scheduler
+    const { formatJsonLines, formatTable, runOnce } = await import('./cli/once.js');
     const effective: Config = values['dry-run'] ? { ...config, dryRun: true } : config;
     const logger = createLogger(config.logLevel, pino.destination({ dest: 2, sync: true }));
     const reports = await runOnce(effective, logger);
@@ -95,6 +95,7 @@ async function runDaemon(config: Config, file: string): Promise<number> {
 
   let daemon;
   try {
+    const { startDaemon } = await import('./daemon/daemon.js');
     daemon = await startDaemon(config, { logger, version: VERSION });
   } catch (err) {
     logger.fatal({ error: describeError(err) }, 'cannot start');
