@@ -21,7 +21,7 @@ export async function startBenchServer(maxConnections: number): Promise<BenchSer
   await admin.query(`CREATE ROLE reaper LOGIN PASSWORD '${pw}'`);
   await admin.query('GRANT pg_read_all_stats, pg_signal_backend TO reaper');
   await admin.query(`CREATE ROLE app LOGIN PASSWORD '${pw}'`);
-  const version = (await admin.query<{ v: string }>('SHOW server_version')).rows[0]!.v;
+  const version = (await admin.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]!.v;
   await admin.end();
   const url = (user: string) => `postgres://${user}:${pw}@127.0.0.1:${server.port}/postgres`;
   return { ...server, reaperUrl: url('reaper'), appUrl: url('app'), version };
