@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { writeFileSync, mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -86,6 +86,7 @@ export async function benchReap(): Promise<Record<string, unknown>> {
     await admin.end();
     await holder.close();
     await server.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
   const result = { postgres: server.version, reps: REPS, thresholdMs: THRESHOLD_MS, goal: 'pg-reaper <= 1.25 x bare SQL (medians)', sizes };
   writeResult('reap', 'npm run bench:reap', result);

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -55,7 +55,10 @@ export async function startDaemonProcess(configYaml: string, node = process.exec
     waitFor,
     stop: () =>
       new Promise((resolve) => {
-        child.once('exit', (code) => resolve(code));
+        child.once('exit', (code) => {
+          rmSync(dir, { recursive: true, force: true });
+          resolve(code);
+        });
         child.kill('SIGTERM');
       }),
   };

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
@@ -23,7 +23,10 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'pg-reaper-cli-'));
 });
 afterEach(() => s.closeAll());
-afterAll(() => s.end());
+afterAll(async () => {
+  await s.end();
+  rmSync(dir, { recursive: true, force: true });
+});
 
 interface Result {
   code: number | null;

@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -178,7 +178,7 @@ describe('connections', () => {
       policies: [{ name: 'idle', maxIdle: '300ms', match: { applications: [`${tag}-*`] } }],
     });
 
-    const report = await reap(config);
+    const report = await reap(config).finally(() => rmSync(dir, { recursive: true, force: true }));
 
     expect(report.ok).toBe(true);
     expect(outcomeOf(report, a.pid)).toBe('terminated');
