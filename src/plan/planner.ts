@@ -1,5 +1,6 @@
 import type { Session, Snapshot } from '../db/session.js';
 import type { CompiledPolicy, Thresholds } from '../policy/compile.js';
+import { MAX_INDEXED_POLICIES, ScopeIndex } from '../policy/scope-index.js';
 
 // The pure heart of a run: snapshot + policies + limits → decisions. No I/O and no clock but the
 // server's, so every rule is testable with a fixed snapshot.
@@ -124,15 +125,18 @@ export function violation(s: Session, t: Thresholds, nowMs: number): Violation |
 export function plan(snapshot: Snapshot, policies: readonly CompiledPolicy[], limits: Limits): Decision[] {
   const decisions: Decision[] = [];
   const policyLimits = policies.map((p) => limitsOf(p.thresholds));
+  const index = policies.length <= MAX_INDEXED_POLICIES ? new ScopeIndex(policies) : undefined;
   for (const session of snapshot.sessions) {
     // Without visibility (no pg_read_all_stats) a session cannot be judged.
     if (session.backendStart === null || session.application === limits.applicationName) continue;
     const ages = agesOf(session, snapshot.nowMs);
+    const scope = index?.scopeOf(session);
+    if (scope === 0) continue;
     for (let i = 0; i < policies.length; i++) {
       const policy = policies[i]!;
-      // thresholds first: comparisons are cheaper than matching, and most sessions are under them
+      if (scope !== undefined ? ((scope >>> i) & 1) === 0 : !policy.inScope(session)) continue;
       const reason = reasonOf(ages, policyLimits[i]!);
-      if (reason === undefined || !policy.inScope(session)) continue;
+      if (reason === undefined) continue;
       decisions.push({ target: limits.target, policy: policy.name, action: policy.action, dryRun: policy.dryRun, session, capped: false, ...evidence(reason, ages, policyLimits[i]!) });
       break;
     }

@@ -15,6 +15,13 @@ export interface Thresholds {
   maxConnectionAge?: number | undefined;
 }
 
+export const enum Attribute {
+  User,
+  Database,
+  Application,
+  Address,
+}
+
 /** A selector's non-empty lists. */
 export class SessionSelector {
   private readonly users: GlobSet | undefined;
@@ -41,6 +48,20 @@ export class SessionSelector {
     );
   }
 
+  /** One attribute's list: undefined when the selector has none, else whether it matches. */
+  testAttribute(attr: Attribute, s: Session): boolean | undefined {
+    switch (attr) {
+      case Attribute.User:
+        return this.users?.test(s.user);
+      case Attribute.Database:
+        return this.databases?.test(s.database);
+      case Attribute.Application:
+        return this.applications?.test(s.application);
+      case Attribute.Address:
+        return this.addresses?.test(s.clientAddr, s.local);
+    }
+  }
+
   /** exempt: any non-empty list matches (an empty selector exempts nothing). */
   any(s: Session): boolean {
     return (
@@ -58,10 +79,10 @@ export class CompiledPolicy {
   readonly dryRun: boolean;
   readonly maxActionsPerRun: number | undefined;
   readonly thresholds: Thresholds;
-  private readonly match: SessionSelector;
-  private readonly exempt: SessionSelector;
+  readonly match: SessionSelector;
+  readonly exempt: SessionSelector;
 
-  constructor(p: PolicyConfig, globalDryRun: boolean, private readonly globalExempt: SessionSelector) {
+  constructor(p: PolicyConfig, globalDryRun: boolean, readonly globalExempt: SessionSelector) {
     this.name = p.name;
     this.action = p.action;
     this.dryRun = globalDryRun || p.dryRun;

@@ -212,3 +212,46 @@ describe('policies, order and caps', () => {
     expect(run([], [{ name: 'p', maxIdle: '1m' }])).toEqual([]);
   });
 });
+
+describe('scope index', () => {
+  // The planner looks scope up in per-plan bitmasks; CompiledPolicy.inScope is the plain
+  // definition. Both must agree on every session, policy and exemption.
+  it('agrees with inScope on random sessions and policies (seeded)', () => {
+    let seed = 1234;
+    const rand = (n: number) => ((seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) % n);
+    const pick = <T>(xs: readonly T[]) => xs[rand(xs.length)]!;
+    const users = ['app_a', 'app_b', 'etl', 'admin', null];
+    const dbs = ['shop', 'crm', 'warehouse', null];
+    const apps = ['web-1', 'web-22', 'pg_dump', 'worker', ''];
+    const addrs: [string | null, boolean][] = [['10.1.2.3', false], ['10.9.9.9', false], ['192.168.1.5', false], ['fd00::7', false], [null, true], [null, false]];
+    const lists = {
+      users: [[], ['app_*'], ['etl', 'admin'], ['app_?']],
+      databases: [[], ['shop'], ['c*', 'warehouse']],
+      applications: [[], ['web-?'], ['pg_dump*', 'worker'], ['*-1']],
+      clientAddresses: [[], ['10.0.0.0/8'], ['local'], ['fd00::/8', '192.168.0.0/16']],
+    };
+    const selector = () => ({ users: pick(lists.users), databases: pick(lists.databases), applications: pick(lists.applications), clientAddresses: pick(lists.clientAddresses) });
+    for (let round = 0; round < 20; round++) {
+      const policies = Array.from({ length: 1 + rand(12) }, (_, i) => ({ name: `p${i}`, maxIdle: `${1 + rand(100)}s`, maxConnectionAge: `${1 + rand(400)}s`, match: selector(), exempt: selector() }));
+      const c = config(policies, { exempt: selector() });
+      const compiled = compilePolicies(c, 't');
+      const sessions = Array.from({ length: 200 }, () => {
+        const [clientAddr, local] = pick(addrs);
+        return session({ idleFor: rand(200), connectedFor: 200 + rand(300), user: pick(users), database: pick(dbs), application: pick(apps), clientAddr, local });
+      });
+      const got = plan(snapshot(sessions), compiled, { target: 't', applicationName: 'pg-reaper' });
+      const expected = sessions.flatMap((s) => {
+        const p = compiled.find((p) => violation(s, p.thresholds, NOW) !== undefined && p.inScope(s));
+        return p ? [[s.pid, p.name]] : [];
+      });
+      expect(got.map((d) => [d.session.pid, d.policy]).sort()).toEqual(expected.sort());
+    }
+  });
+
+  it('more policies than the index holds still plan by the same rules', () => {
+    const s = session({ idleFor: 100, user: 'late' });
+    const policies = Array.from({ length: 40 }, (_, i) => ({ name: `p${i}`, maxIdle: '1m', match: { users: [i === 35 ? 'late' : `u${i}`] } }));
+    expect(run([s], policies).map((d) => d.policy)).toEqual(['p35']);
+    expect(run([session({ idleFor: 100, user: 'nobody' })], policies)).toEqual([]);
+  });
+});
