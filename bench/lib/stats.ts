@@ -23,8 +23,3 @@ export function summarize(values: number[]): Summary {
 }
 
 export const round = (n: number, digits = 2) => Math.round(n * 10 ** digits) / 10 ** digits;
-
-/** "12.3 ms (11.9–13.0)": median and the interquartile range. */
-export function fmt(s: Summary, unit = 'ms', digits = 1): string {
-  return `${round(s.median, digits)} ${unit} (${round(s.p25, digits)}–${round(s.p75, digits)})`;
-}

@@ -28,14 +28,12 @@ export class SessionSelector {
   private readonly databases: GlobSet | undefined;
   private readonly applications: GlobSet | undefined;
   private readonly addresses: AddressSet | undefined;
-  readonly empty: boolean;
 
   constructor(sel: Selector) {
     this.users = sel.users.length ? new GlobSet(sel.users) : undefined;
     this.databases = sel.databases.length ? new GlobSet(sel.databases) : undefined;
     this.applications = sel.applications.length ? new GlobSet(sel.applications) : undefined;
     this.addresses = sel.clientAddresses.length ? new AddressSet(sel.clientAddresses) : undefined;
-    this.empty = !this.users && !this.databases && !this.applications && !this.addresses;
   }
 
   /** match: every non-empty list matches (an empty selector matches everything). */

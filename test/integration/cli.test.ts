@@ -55,23 +55,23 @@ function writeConfig(name: string, body: string): string {
   return file;
 }
 
-describe('pg-reaper run', () => {
-  it('reaps on a 1 s schedule as a child process and exits 0 on SIGTERM', async () => {
-    const tag = unique('t-run');
-    const victim = await s.session({ user: app, application: `${tag}-a` });
-    const file = writeConfig(
-      'run.yaml',
-      `schedule: "* * * * * *"
+/** A daemon config on a 1 s schedule that reaps idle sessions of applications named TAG-*. */
+const daemonYaml = (tag: string, maxIdle = '500ms') => `schedule: "* * * * * *"
 http: { host: 127.0.0.1, port: 0 }
 targets:
   - name: main
     connectionString: \${REAPER_URL}
 policies:
   - name: idle
-    maxIdle: 500ms
+    maxIdle: ${maxIdle}
     match: { applications: ["${tag}-*"] }
-`,
-    );
+`;
+
+describe('pg-reaper run', () => {
+  it('reaps on a 1 s schedule as a child process and exits 0 on SIGTERM', async () => {
+    const tag = unique('t-run');
+    const victim = await s.session({ user: app, application: `${tag}-a` });
+    const file = writeConfig('run.yaml', daemonYaml(tag));
     const p = start(['run', '-c', file], { REAPER_URL: urlFor({ user: reaper }) });
     const deadline = Date.now() + 15_000;
     while ((await s.isAlive(victim.pid)) && Date.now() < deadline) await sleep(100);
@@ -95,16 +95,7 @@ describe('pg-reaper run: reload on SIGHUP', () => {
   it('applies a valid config and keeps the old one running when the new one is invalid', async () => {
     const tagA = unique('t-hupa');
     const tagB = unique('t-hupb');
-    const body = (tag: string, maxIdle = '300ms') => `schedule: "* * * * * *"
-http: { host: 127.0.0.1, port: 0 }
-targets:
-  - name: main
-    connectionString: \${REAPER_URL}
-policies:
-  - name: idle
-    maxIdle: ${maxIdle}
-    match: { applications: ["${tag}-*"] }
-`;
+    const body = (tag: string, maxIdle = '300ms') => daemonYaml(tag, maxIdle);
     const file = writeConfig('hup.yaml', body(tagA));
     const p = start(['run', '-c', file], { REAPER_URL: urlFor({ user: reaper }) });
     const waitFor = async (what: () => Promise<boolean> | boolean, label: string) => {
