@@ -35,6 +35,8 @@ function fixture(): { snapshot: Snapshot; config: ReturnType<typeof validateConf
       stateChangeMs: now - age,
       backendStart: `bs${i}`,
       stateChange: `sc${i}`,
+      queryStart: `qs${i}`,
+      xactStart: `xs${i}`,
       superuser: false,
       canSignal: true,
     };

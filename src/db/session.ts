@@ -14,9 +14,12 @@ export interface Session {
   xactStartMs: number | null;
   queryStartMs: number | null;
   stateChangeMs: number | null;
-  /** Exact server text of backend_start and state_change: the identity the kill statement re-checks. */
+  /** Exact server text of the timestamps: the kill statement re-checks identity (backend_start)
+   *  and the one the decision rests on, compared as the server wrote it. */
   backendStart: string | null;
   stateChange: string | null;
+  queryStart: string | null;
+  xactStart: string | null;
   /** The session's role is a superuser (or it has none). */
   superuser: boolean;
   /** Our role may signal it (superuser, pg_signal_backend or the role's privileges). */

@@ -1,23 +1,35 @@
 import type { Db } from './db.js';
 
 // The only SQL that signals backends. One statement per action kind signals every victim, and
-// the guard sits in the statement itself: a backend is signalled only while its pid,
-// backend_start and state_change still equal what the snapshot saw (so a session that ran a
-// query since, or a reused pid, is left alone), it is still a client backend that is not ours,
-// and, unless we are superuser, its role is still not a superuser. A row whose guard fails
-// comes back with `signalled` NULL.
+// the guard sits in the statement itself. Always: the same pid and backend_start (not a reused
+// pid), still a client backend that is not ours, and, unless we are superuser, a role that is
+// still not a superuser. Then exactly the fact the decision rests on, and nothing more (a busy
+// session in a two-hour transaction changes state_change every few milliseconds; a guard on it
+// would refuse that kill forever):
+//   idle, idle_in_transaction   the same state since the same state_change
+//   query_duration              still active, in the same query (query_start)
+//   transaction_duration        the same transaction (xact_start), whatever it does now
+//   connection_age              identity only
+// A row whose guard fails comes back with `signalled` NULL.
 const signalSql = (fn: 'pg_terminate_backend' | 'pg_cancel_backend') => `
 SELECT v.pid, ${fn}(a.pid) AS signalled
-  FROM unnest($1::int[], $2::text[], $3::text[]) AS v(pid, backend_start, state_change)
+  FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[]) AS v(pid, backend_start, reason, state, since)
   LEFT JOIN pg_stat_activity a
     ON a.pid = v.pid
    AND a.backend_start = v.backend_start::timestamptz
-   AND a.state_change IS NOT DISTINCT FROM v.state_change::timestamptz
    AND a.backend_type = 'client backend'
    AND a.pid <> pg_backend_pid()
-   AND a.application_name IS DISTINCT FROM $4
+   AND a.application_name IS DISTINCT FROM $6
    AND ((SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
-        OR NOT coalesce((SELECT rolsuper FROM pg_roles WHERE oid = a.usesysid), true))`;
+        OR NOT coalesce((SELECT rolsuper FROM pg_roles WHERE oid = a.usesysid), true))
+   AND CASE v.reason
+         WHEN 'idle' THEN a.state = v.state AND a.state_change = v.since::timestamptz
+         WHEN 'idle_in_transaction' THEN a.state = v.state AND a.state_change = v.since::timestamptz
+         WHEN 'query_duration' THEN a.state = 'active' AND a.query_start = v.since::timestamptz
+         WHEN 'transaction_duration' THEN a.xact_start = v.since::timestamptz
+         WHEN 'connection_age' THEN true
+         ELSE false
+       END`;
 
 const SQL = { terminate: signalSql('pg_terminate_backend'), cancel: signalSql('pg_cancel_backend') };
 
@@ -28,10 +40,16 @@ SELECT v.pid
   FROM unnest($1::int[], $2::text[]) AS v(pid, backend_start)
   JOIN pg_stat_activity a ON a.pid = v.pid AND a.backend_start = v.backend_start::timestamptz`;
 
+/** A backend to signal and the facts the kill statement re-checks. */
 export interface Victim {
   pid: number;
   backendStart: string;
-  stateChange: string | null;
+  /** The decision's reason: selects the guard clause. */
+  reason: string;
+  /** The state the decision saw (checked for the idle reasons). */
+  state: string | null;
+  /** Server text of the timestamp the decision rests on (state_change, query_start or xact_start). */
+  since: string | null;
 }
 
 /** pid → true (signalled), false (the server found no such process), null (guard failed). */
@@ -39,13 +57,15 @@ export async function signalBackends(db: Db, action: 'terminate' | 'cancel', vic
   const rows = await db.query<{ pid: number; signalled: boolean | null }>(SQL[action], [
     victims.map((v) => v.pid),
     victims.map((v) => v.backendStart),
-    victims.map((v) => v.stateChange),
+    victims.map((v) => v.reason),
+    victims.map((v) => v.state),
+    victims.map((v) => v.since),
     ownApplication,
   ]);
   return new Map(rows.map((r) => [r.pid, r.signalled]));
 }
 
-export async function remainingBackends(db: Db, victims: readonly Victim[]): Promise<Set<number>> {
+export async function remainingBackends(db: Db, victims: readonly Pick<Victim, 'pid' | 'backendStart'>[]): Promise<Set<number>> {
   const rows = await db.query<{ pid: number }>(REMAINING_SQL, [victims.map((v) => v.pid), victims.map((v) => v.backendStart)]);
   return new Set(rows.map((r) => r.pid));
 }

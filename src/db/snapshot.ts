@@ -20,6 +20,7 @@ SELECT extract(epoch FROM me.now)::float8 * 1000 AS now_ms, me.pid AS self_pid,
        extract(epoch FROM a.query_start)::float8 * 1000 AS query_start_ms,
        extract(epoch FROM a.state_change)::float8 * 1000 AS state_change_ms,
        a.backend_start::text AS backend_start, a.state_change::text AS state_change,
+       a.query_start::text AS query_start, a.xact_start::text AS xact_start,
        coalesce(r.rolsuper, true) AS superuser,
        me.superuser OR (NOT coalesce(r.rolsuper, true)
          AND (me.signal_backend OR coalesce(pg_has_role(current_user, a.usesysid, 'USAGE'), false))) AS can_signal
@@ -50,6 +51,8 @@ interface Row {
   state_change_ms: number | null;
   backend_start: string | null;
   state_change: string | null;
+  query_start: string | null;
+  xact_start: string | null;
   superuser: boolean;
   can_signal: boolean;
   query?: string | null;
@@ -76,6 +79,8 @@ export async function readSnapshot(db: Db, opts: { withQuery: boolean }): Promis
       stateChangeMs: r.state_change_ms,
       backendStart: r.backend_start,
       stateChange: r.state_change,
+      queryStart: r.query_start,
+      xactStart: r.xact_start,
       superuser: r.superuser,
       canSignal: r.can_signal,
       ...(opts.withQuery ? { query: r.query ?? null } : {}),

@@ -38,7 +38,16 @@ export async function execute(decisions: readonly Decision[], deps: ExecuteDeps)
   return decisions.map((d) => results.get(d)!);
 }
 
-const victim = (d: Decision): Victim => ({ pid: d.session.pid, backendStart: d.session.backendStart!, stateChange: d.session.stateChange });
+// What the kill statement re-checks for a decision: identity, and the timestamp its reason rests on.
+export function victim(d: Decision): Victim {
+  const s = d.session;
+  const since =
+    d.reason === 'query_duration' ? s.queryStart
+    : d.reason === 'transaction_duration' ? s.xactStart
+    : d.reason === 'connection_age' ? s.backendStart
+    : s.stateChange;
+  return { pid: s.pid, backendStart: s.backendStart!, reason: d.reason, state: s.state, since };
+}
 
 async function signal(action: Action, batch: Decision[], deps: ExecuteDeps): Promise<ActionResult[]> {
   if (batch.length === 0) return [];

@@ -27,6 +27,8 @@ export function session(opts: Partial<Session> & { idleFor?: number; activeFor?:
     stateChangeMs: ago(since),
     backendStart: `bs-${nextPid}`,
     stateChange: `sc-${nextPid}`,
+    queryStart: `qs-${nextPid}`,
+    xactStart: `xs-${nextPid}`,
     superuser: false,
     canSignal: true,
     ...rest,

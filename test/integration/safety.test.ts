@@ -104,6 +104,102 @@ describe('races', () => {
   });
 });
 
+/** Runs `SELECT 1` on the session every 10 ms until stopped (or until the session is killed). */
+function busy(c: { query(sql: string): Promise<unknown> }): { stop(): Promise<void> } {
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      try {
+        await c.query('SELECT 1');
+      } catch {
+        return;
+      }
+      await sleep(10);
+    }
+  })();
+  return { stop: async () => ((running = false), await loop) };
+}
+
+describe('the guard re-checks the fact the decision rests on, not more', () => {
+  it('terminates a session busy inside one long transaction (maxTransactionDuration), though its state_change moves every 10 ms', async () => {
+    const tag = unique('t-busy-tx');
+    const victim = await s.session({ user: app, application: `${tag}-a` });
+    await victim.client.query('BEGIN');
+    const loop = busy(victim.client);
+    try {
+      await s.agedOver(victim.pid, 500, 'xact_start');
+      const config = testConfig({ policies: [{ name: 'tx', maxTransactionDuration: '500ms', match: { applications: [`${tag}-*`] } }] }, reaper);
+      const db = openTarget(config.targets[0]!, { applicationName: config.applicationName });
+      try {
+        const decisions = await planNow(db, config);
+        expect(decisions.map((d) => [d.session.pid, d.reason])).toEqual([[victim.pid, 'transaction_duration']]);
+        await sleep(50); // several statements later: state_change and query_start have moved
+        expect((await executeNow(db, config, decisions)).get(victim.pid)).toBe('terminated');
+      } finally {
+        await db.close();
+      }
+    } finally {
+      await loop.stop();
+    }
+    expect(await s.isAlive(victim.pid)).toBe(false);
+  });
+
+  it('terminates an autocommit session that runs short queries back to back (maxConnectionAge)', async () => {
+    const tag = unique('t-busy-age');
+    const victim = await s.session({ user: app, application: `${tag}-a` });
+    const loop = busy(victim.client);
+    try {
+      await s.agedOver(victim.pid, 500, 'backend_start');
+      const config = testConfig({ policies: [{ name: 'age', maxConnectionAge: '500ms', match: { applications: [`${tag}-*`] } }] }, reaper);
+      const report = await reap(config);
+      expect(report.results.map((r) => [r.decision.session.pid, r.decision.reason, r.outcome])).toEqual([[victim.pid, 'connection_age', 'terminated']]);
+    } finally {
+      await loop.stop();
+    }
+    expect(await s.isAlive(victim.pid)).toBe(false);
+  });
+
+  it('query_duration: a session whose long query ended and another began between plan and execute is skipped_changed; the same query is cancelled', async () => {
+    const tag = unique('t-query');
+    const q = await s.session({ user: app, application: `${tag}-a` });
+    const config = testConfig({ policies: [{ name: 'slow', maxQueryDuration: '300ms', action: 'cancel', match: { applications: [`${tag}-*`] } }] }, reaper);
+    const db = openTarget(config.targets[0]!, { applicationName: config.applicationName });
+    try {
+      const first = q.client.query('SELECT pg_sleep(0.6)');
+      await s.agedOver(q.pid, 300, 'query_start');
+      const decisions = await planNow(db, config);
+      expect(decisions.map((d) => [d.session.pid, d.reason])).toEqual([[q.pid, 'query_duration']]);
+      await first;
+      const second = q.client.query('SELECT pg_sleep(1.5)').then(() => 'finished', (e: { code?: string }) => e.code);
+      await s.waitForState(q.pid, 'active');
+      expect((await executeNow(db, config, decisions)).get(q.pid)).toBe('skipped_changed');
+      await s.agedOver(q.pid, 300, 'query_start');
+      expect((await executeNow(db, config, await planNow(db, config))).get(q.pid)).toBe('cancelled');
+      expect(await second).toBe('57014');
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('idle_in_transaction: a session that ran a statement between plan and execute is skipped_changed', async () => {
+    const tag = unique('t-iit');
+    const t = await s.session({ user: app, application: `${tag}-a` });
+    await t.client.query('BEGIN');
+    await s.agedOver(t.pid, 300);
+    const config = testConfig({ policies: [{ name: 'iit', maxIdleInTransaction: '300ms', match: { applications: [`${tag}-*`] } }] }, reaper);
+    const db = openTarget(config.targets[0]!, { applicationName: config.applicationName });
+    try {
+      const decisions = await planNow(db, config);
+      expect(decisions.map((d) => [d.session.pid, d.reason])).toEqual([[t.pid, 'idle_in_transaction']]);
+      await t.client.query('SELECT 1');
+      expect((await executeNow(db, config, decisions)).get(t.pid)).toBe('skipped_changed');
+      expect(await s.isAlive(t.pid)).toBe(true);
+    } finally {
+      await db.close();
+    }
+  });
+});
+
 describe('the guard inside the kill statement', () => {
   it('refuses an own-application session and a superuser session even when a decision names them', async () => {
     const tag = unique('t-guard');
