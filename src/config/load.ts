@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import type { z } from 'zod';
+import { redact } from '../util/errors.js';
 import { substituteEnv } from './env.js';
 import { configSchema, crossKeyIssues, show, type Config } from './schema.js';
 
@@ -26,7 +27,7 @@ export class ConfigError extends Error {
 
 export function formatProblem(p: ConfigProblem): string {
   const where = p.line > 0 ? `${p.file}:${p.line}:${p.col}` : `${p.file}:`;
-  return `${where} ${p.path ? `${p.path}: ` : ''}${p.message}`;
+  return redact(`${where} ${p.path ? `${p.path}: ` : ''}${p.message}`);
 }
 
 export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): LoadResult {

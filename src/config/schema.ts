@@ -1,6 +1,8 @@
 import { Cron } from 'croner';
 import { z } from 'zod';
 import { addressError } from '../policy/address.js';
+import { redact } from '../util/errors.js';
+import { parseConnInfo, SSL_MODES } from './conninfo.js';
 import { parseDuration } from './duration.js';
 
 // The config file's schema: every key, its default, and the rules that span keys. Downstream
@@ -42,6 +44,13 @@ const selector = z.strictObject({
 });
 const emptySelector = () => ({ users: [], databases: [], applications: [], clientAddresses: [] });
 
+const ssl = z.strictObject({
+  mode: z.enum(SSL_MODES).default('prefer'),
+  rootCert: z.string().min(1).optional(),
+  cert: z.string().min(1).optional(),
+  key: z.string().min(1).optional(),
+});
+
 const target = z
   .strictObject({
     name,
@@ -52,6 +61,7 @@ const target = z
     password: z.string().optional(),
     passwordFile: z.string().min(1).optional(),
     database: z.string().min(1).optional(),
+    ssl: ssl.optional(),
     connectTimeout: duration('5s').default(5000),
     queryTimeout: duration('30s').default(30_000),
   })
@@ -63,7 +73,17 @@ const target = z
       for (const key of ['host', 'port', 'user', 'database'] as const) {
         if (t[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: `"${key}" cannot be combined with connectionString; put it in the connection string or drop connectionString` });
       }
+      const parsed = parseConnInfo(t.connectionString);
+      if (!parsed.ok) ctx.addIssue({ code: 'custom', path: ['connectionString'], message: parsed.error });
+      else {
+        const { sslmode, sslrootcert, sslcert, sslkey } = parsed.info;
+        if (t.ssl !== undefined && (sslmode || sslrootcert || sslcert || sslkey)) {
+          ctx.addIssue({ code: 'custom', path: ['ssl'], message: 'the connection string already sets sslmode/sslrootcert/sslcert/sslkey: put TLS settings in one place' });
+        }
+        if (!sslcert !== !sslkey) ctx.addIssue({ code: 'custom', path: ['connectionString'], message: 'sslcert and sslkey go together: give both or neither' });
+      }
     }
+    if (t.ssl && !t.ssl.cert !== !t.ssl.key) ctx.addIssue({ code: 'custom', path: ['ssl'], message: 'cert and key go together: give both or neither' });
     if (t.password !== undefined && t.passwordFile !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['passwordFile'], message: 'expected password or passwordFile, not both' });
     }
@@ -143,6 +163,17 @@ export function crossKeyIssues(raw: unknown): RuleIssue[] {
       if (typeof n === 'string' && names.indexOf(n) < i) issues.push({ path: [kind, i, 'name'], message: `duplicate ${kind === 'targets' ? 'target' : 'policy'} name "${n}"; names must be unique` });
     });
   }
+  const ourName = typeof root.applicationName === 'string' ? root.applicationName : 'pg-reaper';
+  targets.forEach((t, i) => {
+    if (typeof t.connectionString !== 'string') return;
+    const parsed = parseConnInfo(t.connectionString);
+    if (parsed.ok && parsed.info.applicationName !== undefined && parsed.info.applicationName !== ourName) {
+      issues.push({
+        path: ['targets', i, 'connectionString'],
+        message: `application_name "${parsed.info.applicationName}" differs from applicationName "${ourName}": every connection of the reaper carries applicationName, which is what keeps replicas from reaping each other; drop application_name or set applicationName`,
+      });
+    }
+  });
   policies.forEach((p, i) => {
     list(p.targets).forEach((t, j) => {
       if (typeof t === 'string' && !targetNames.includes(t)) {
@@ -192,7 +223,7 @@ function isTimeZone(zone: string): boolean {
 export function show(value: unknown): string {
   if (value === undefined) return 'nothing';
   if (value === null) return 'null';
-  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'string') return redact(JSON.stringify(value));
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a mapping';
   return String(value);

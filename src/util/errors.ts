@@ -7,7 +7,11 @@ export function registerSecret(secret: string | undefined): void {
 }
 
 export function redact(text: string): string {
-  let out = text.replace(/(postgres(?:ql)?:\/\/[^:/@\s]*:)[^@\s]*@/gi, '$1***@').replace(/(password=)\S+/gi, '$1***');
+  // the userinfo password of a URL, and the value of password= in a URL or a keyword/value
+  // string (quoted values may hold spaces and escaped quotes)
+  let out = text
+    .replace(/(postgres(?:ql)?:\/\/[^:/@\s]*:)\S*@/gi, '$1***@')
+    .replace(/(\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'?|[^\s&"]+)/gi, '$1***');
   for (const s of secrets) out = out.split(s).join('***');
   return out;
 }

@@ -94,13 +94,13 @@ policies:
   });
 
   it('keeps a value from the environment as one string, whatever YAML it looks like', () => {
-    const r = parseConfigText(MINIMAL.replace('postgres://reaper@db/postgres', 'host=db password=${PW}'), 'c.yaml', { PW: 'a: b # [c]' });
-    expect(r.ok && r.config.targets[0]!.connectionString).toBe('host=db password=a: b # [c]');
+    const r = parseConfigText(MINIMAL.replace('postgres://reaper@db/postgres', "host=db password='${PW}'"), 'c.yaml', { PW: 'a: b # [c]' });
+    expect(r.ok && r.config.targets[0]!.connectionString).toBe("host=db password='a: b # [c]'");
   });
 
   it('writes $${ for a literal ${', () => {
-    const r = parseConfigText(MINIMAL.replace('postgres://reaper@db/postgres', () => '"x$${HOME}"'), 'c.yaml', { HOME: '/root' });
-    expect(r.ok && r.config.targets[0]!.connectionString).toBe('x${HOME}');
+    const r = parseConfigText(MINIMAL.replace('postgres://reaper@db/postgres', () => '"postgres://reaper@db/x$${HOME}"'), 'c.yaml', { HOME: '/root' });
+    expect(r.ok && r.config.targets[0]!.connectionString).toBe('postgres://reaper@db/x${HOME}');
   });
 });
 
