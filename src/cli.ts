@@ -1,4 +1,5 @@
 #!/usr/bin/env -S node --max-semi-space-size=1
+import { releaseEarlySignals, takeEarlySignals } from './cli/early-signals.js';
 import { parseArgs } from 'node:util';
 import { USAGE } from './cli/usage.js';
 import { formatProblem, loadConfigFile } from './config/load.js';
@@ -44,6 +45,7 @@ async function main(argv: string[]): Promise<number> {
     return EXIT_OK;
   }
   const command = positionals[0] ?? 'run';
+  if (command !== 'run') releaseEarlySignals();
   if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}"`);
   if (!['run', 'check', 'once', 'demo'].includes(command)) throw new UsageError(`unknown command "${command}"; expected run, check, once or demo`);
   if ((values['dry-run'] || values.json) && command !== 'once') throw new UsageError('--dry-run and --json only apply to "once"');
@@ -119,14 +121,22 @@ async function runDaemon(config: Config, file: string): Promise<number> {
         },
       );
     };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
     // SIGHUP: re-read the file. A config with any problem is not applied: the old one keeps running.
-    process.on('SIGHUP', () => {
+    const onHup = () => {
       const next = loadConfigFile(file);
       if (!next.ok) daemon.reloadFailed(next.problems.map(formatProblem));
       else daemon.reload(next.config).catch((err: unknown) => logger.error({ error: describeError(err) }, 'config reload failed'));
-    });
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    process.on('SIGHUP', onHup);
+    // what arrived while starting is applied now
+    const early = takeEarlySignals();
+    if (early.stop) onSignal(early.stop);
+    else if (early.reload) {
+      logger.info('SIGHUP arrived while starting: reloading the config now');
+      onHup();
+    }
   });
 }
 

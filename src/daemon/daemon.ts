@@ -7,6 +7,7 @@ import { createMetrics, dropTargetSeries, initTargetSeries, type Metrics } from 
 import { compilePolicies, type CompiledPolicy } from '../policy/compile.js';
 import { logRun, privilegeWarnings, recordRun } from '../run/report.js';
 import { runTarget, settingsFor, systemDeps, type RunReport } from '../run/run-target.js';
+import { describeError } from '../util/errors.js';
 import { Scheduler } from './scheduler.js';
 
 // The long-running process: one scheduled job per target, the HTTP endpoints, a reload that
@@ -45,8 +46,16 @@ interface Generation {
   finished: Set<string>;
 }
 
-export async function startDaemon(initial: Config, deps: { logger: Logger; version: string }): Promise<Daemon> {
+export interface DaemonDeps {
+  logger: Logger;
+  version: string;
+  /** Opens a target's pool (tests inject faults here). */
+  openTarget?: typeof openTarget;
+}
+
+export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Daemon> {
   const { logger } = deps;
+  const open = deps.openTarget ?? openTarget;
   const metrics = createMetrics(deps.version);
   const events = new EventEmitter<DaemonEvents>();
   let stopping = false;
@@ -69,27 +78,46 @@ export async function startDaemon(initial: Config, deps: { logger: Logger; versi
     }
   };
 
+  // Everything a config needs, made before anything of the running one is touched: if any part
+  // fails, what was opened is closed and the error names the target.
   const build = (config: Config): Generation => {
     const targets = new Map<string, TargetState>();
-    for (const t of config.targets) {
-      const policies = compilePolicies(config, t.name);
-      if (policies.length === 0) logger.warn({ target: t.name }, 'no policy applies to this target: it is only monitored');
-      const db = openTarget(t, { applicationName: config.applicationName, onError: (error) => logger.warn({ target: t.name, error }, 'idle connection closed') });
-      targets.set(t.name, { name: t.name, db, policies, warnings: '' });
-      initTargetSeries(metrics, t.name, policies);
+    try {
+      for (const t of config.targets) {
+        try {
+          const policies = compilePolicies(config, t.name);
+          const db = open(t, { applicationName: config.applicationName, onError: (error) => logger.warn({ target: t.name, error }, 'idle connection closed') });
+          targets.set(t.name, { name: t.name, db, policies, warnings: '' });
+        } catch (err) {
+          throw new Error(`target ${t.name}: ${describeError(err)}`);
+        }
+      }
+      const gen: Generation = { config, targets, finished: new Set(), scheduler: undefined as unknown as Scheduler };
+      gen.scheduler = new Scheduler({
+        pattern: config.schedule,
+        timezone: config.timezone,
+        targets: [...targets.keys()],
+        run: (name) => runOne(gen, name),
+        onOverlap: (target) => {
+          metrics.runs.inc({ target, result: 'overlap' });
+          logger.warn({ target }, 'previous run still in progress: trigger skipped');
+        },
+      });
+      return gen;
+    } catch (err) {
+      for (const t of targets.values()) void t.db.close().catch(() => undefined);
+      throw err;
     }
-    const gen: Generation = { config, targets, finished: new Set(), scheduler: undefined as unknown as Scheduler };
-    gen.scheduler = new Scheduler({
-      pattern: config.schedule,
-      timezone: config.timezone,
-      targets: [...targets.keys()],
-      run: (name) => runOne(gen, name),
-      onOverlap: (target) => {
-        metrics.runs.inc({ target, result: 'overlap' });
-        logger.warn({ target }, 'previous run still in progress: trigger skipped');
-      },
-    });
-    return gen;
+  };
+
+  const activate = (g: Generation): void => {
+    for (const t of g.targets.values()) {
+      if (t.policies.length === 0) logger.warn({ target: t.name }, 'no policy applies to this target: it is only monitored');
+      initTargetSeries(metrics, t.name, t.policies);
+    }
+    g.scheduler.start();
+    metrics.configReload.set(1);
+    metrics.configReloadTime.set(Date.now() / 1000);
   };
 
   const retire = async (gen: Generation): Promise<void> => {
@@ -99,17 +127,17 @@ export async function startDaemon(initial: Config, deps: { logger: Logger; versi
   };
 
   let gen = build(initial);
+  // a reload swaps schedulers: the process is alive throughout
+  let reloading = false;
   const ready = () => !stopping && gen.finished.size === gen.targets.size;
   let http: HttpServer;
   try {
-    http = await startHttpServer(initial.http.host, initial.http.port, metrics.registry, { live: () => gen.scheduler.alive(), ready });
+    http = await startHttpServer(initial.http.host, initial.http.port, metrics.registry, { live: () => reloading || gen.scheduler.alive(), ready });
   } catch (err) {
     await retire(gen);
     throw new Error(`cannot listen on ${initial.http.host}:${initial.http.port}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-  gen.scheduler.start();
-  metrics.configReload.set(1);
-  metrics.configReloadTime.set(Date.now() / 1000);
+  activate(gen);
   logger.info(
     {
       version: deps.version,
@@ -145,16 +173,27 @@ export async function startDaemon(initial: Config, deps: { logger: Logger; versi
       serial(async () => {
         if (stopping) return;
         const old = gen;
+        let fresh: Generation;
+        try {
+          fresh = build(next);
+        } catch (err) {
+          metrics.configReload.set(0);
+          logger.error({ error: describeError(err) }, 'config reload failed: the previous config keeps running');
+          return;
+        }
         if (next.http.host !== old.config.http.host || next.http.port !== old.config.http.port) {
           logger.warn({ host: http.host, port: http.port }, 'http.host and http.port take effect at restart; still listening on the old address');
         }
-        await retire(old);
-        for (const name of old.targets.keys()) if (!next.targets.some((t) => t.name === name)) dropTargetSeries(metrics, name);
-        logger.level = next.logLevel;
-        gen = build(next);
-        gen.scheduler.start();
-        metrics.configReload.set(1);
-        metrics.configReloadTime.set(Date.now() / 1000);
+        reloading = true;
+        try {
+          await retire(old);
+          for (const name of old.targets.keys()) if (!next.targets.some((t) => t.name === name)) dropTargetSeries(metrics, name);
+          logger.level = next.logLevel;
+          gen = fresh;
+          activate(gen);
+        } finally {
+          reloading = false;
+        }
         logger.info({ targets: [...gen.targets.keys()], policies: next.policies.map((p) => p.name), schedule: next.schedule, dryRun: next.dryRun }, 'config reloaded');
       }),
     stop: () =>

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
@@ -132,6 +132,45 @@ describe('pg-reaper run: reload on SIGHUP', () => {
 
     p.child.kill('SIGTERM');
     expect((await p.exit).code).toBe(0);
+  });
+});
+
+describe('pg-reaper run: signals while starting', () => {
+  // SigCgt in /proc/PID/status: the signals the process catches (bit n-1 for signal n)
+  const catches = (pid: number, signal: number) => {
+    try {
+      const mask = /^SigCgt:\s*([0-9a-f]+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+      return mask !== undefined && ((BigInt(`0x${mask}`) >> BigInt(signal - 1)) & 1n) === 1n;
+    } catch {
+      return false;
+    }
+  };
+
+  it('a SIGHUP before the daemon is up does not end it: the reload is applied once it is', async () => {
+    const tag = unique('t-early');
+    const file = writeConfig('early.yaml', daemonYaml(tag));
+    const p = start(['run', '-c', file], { REAPER_URL: urlFor({ user: reaper }) });
+    const deadline = Date.now() + 10_000;
+    while (!catches(p.child.pid!, 1) && Date.now() < deadline && p.child.exitCode === null) await sleep(2);
+    expect(p.out()).not.toContain('pg-reaper started');
+    p.child.kill('SIGHUP');
+    while (!p.out().includes('"msg":"config reloaded"') && Date.now() < deadline + 5000 && p.child.exitCode === null) await sleep(50);
+    expect(p.child.exitCode).toBeNull();
+    expect(p.out()).toContain('SIGHUP arrived while starting: reloading the config now');
+    expect(p.out()).toContain('"msg":"config reloaded"');
+    p.child.kill('SIGTERM');
+    expect((await p.exit).code).toBe(0);
+  });
+
+  it('a SIGTERM before the daemon is up stops it as soon as it is, with exit 0', async () => {
+    const file = writeConfig('early-term.yaml', daemonYaml(unique('t-early-term')));
+    const p = start(['run', '-c', file], { REAPER_URL: urlFor({ user: reaper }) });
+    const deadline = Date.now() + 10_000;
+    while (!catches(p.child.pid!, 1) && Date.now() < deadline) await sleep(2); // early-signals.ts is loaded
+    p.child.kill('SIGTERM');
+    const result = await p.exit;
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('"msg":"stopped"');
   });
 });
 

@@ -1,6 +1,8 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/config/load.js';
 import { startDaemon, type Daemon } from '../../src/daemon/daemon.js';
+import { openTarget } from '../../src/db/target.js';
 import { createLogger } from '../../src/log/logger.js';
 import type { RunReport } from '../../src/run/run-target.js';
 import { startBlackhole } from '../helpers/blackhole.js';
@@ -155,6 +157,67 @@ describe('daemon', () => {
     expect(body).not.toContain('target="old"');
     expect(body).toContain('pg_reaper_config_last_reload_successful 1');
     expect(daemon.ready()).toBe(true);
+  });
+
+  it('a reload whose new config cannot be built leaves the old one running untouched, and says which target failed', async () => {
+    const tag = unique('t-badreload');
+    const log = captureLog();
+    const main = { name: 'main', connectionString: urlFor({ user: reaper }) };
+    const base = { schedule: '0 0 1 1 *', http: { host: '127.0.0.1', port: 0 }, policies: [{ name: 'idle', maxIdle: '300ms', match: { applications: [`${tag}-*`] } }] };
+    daemon = await startDaemon(validateConfig({ ...base, targets: [main] }), {
+      logger: createLogger('info', log.stream),
+      version: 'test',
+      openTarget: (t, opts) => {
+        if (t.name === 'broken') throw new Error('cannot open this one');
+        return openTarget(t, opts);
+      },
+    });
+    await daemon.runNow('main');
+
+    await daemon.reload(validateConfig({ ...base, targets: [main, { name: 'broken', host: '127.0.0.1', port: 5 }] }));
+
+    expect(log.lines.find((l) => l.msg === 'config reload failed: the previous config keeps running')).toMatchObject({ level: 'error', error: 'target broken: cannot open this one' });
+    const body = (await get(daemon.http.port, '/metrics')).body;
+    expect(body).toContain('pg_reaper_config_last_reload_successful 0');
+    expect(body).not.toContain('target="broken"');
+    expect((await get(daemon.http.port, '/livez')).status).toBe(200);
+    // the old generation still reaps: its pool was not closed, its scheduler not stopped
+    const victim = await s.session({ user: app, application: `${tag}-a` });
+    await s.agedOver(victim.pid, 300);
+    const report = nextRun(daemon, 'main');
+    await daemon.runNow('main');
+    expect((await report).results.map((r) => [r.decision.session.pid, r.outcome])).toEqual([[victim.pid, 'terminated']]);
+    expect(log.lines.some((l) => l.msg === 'config reloaded')).toBe(false);
+  });
+
+  it('/livez stays 200 while a reload waits for a run in flight', async () => {
+    const hole = await startBlackhole();
+    try {
+      const config = validateConfig({
+        schedule: '0 0 1 1 *',
+        http: { host: '127.0.0.1', port: 0 },
+        targets: [{ name: 'hung', host: '127.0.0.1', port: hole.port, user: 'x', database: 'x', connectTimeout: '1500ms' }],
+        policies: [{ name: 'idle', maxIdle: '1h' }],
+      });
+      daemon = await startDaemon(config, { logger: createLogger('silent'), version: 'test' });
+      const port = daemon.http.port;
+      const run = daemon.runNow('hung');
+      let reloaded = false;
+      const reload = daemon.reload(config).then(() => (reloaded = true));
+      const probes: number[] = [];
+      while (!reloaded) {
+        probes.push((await get(port, '/livez')).status);
+        await sleep(100);
+      }
+      await Promise.all([run, reload]);
+      expect(probes.length).toBeGreaterThan(5);
+      expect(new Set(probes)).toEqual(new Set([200]));
+      expect((await get(port, '/livez')).status).toBe(200);
+    } finally {
+      await daemon?.stop();
+      daemon = undefined;
+      await hole.close();
+    }
   });
 
   it('stop() waits for the run in flight, then closes HTTP', async () => {
