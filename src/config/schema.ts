@@ -21,6 +21,25 @@ const duration = (hint: string) =>
     return ms;
   });
 
+// The same, where 0 is allowed ("no jitter").
+const durationOrZero = (hint: string) =>
+  z.any().transform((value, ctx) => {
+    const ms = parseDuration(value);
+    if (ms === undefined || ms < 0) {
+      ctx.addIssue({ code: 'custom', message: `expected a duration like "${hint}" (ms, s, m, h, d, or a number of seconds), or 0, got ${show(value)}` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+const cronPattern = z.string().superRefine((pattern, ctx) => {
+  const error = scheduleError(pattern);
+  if (error) ctx.addIssue({ code: 'custom', message: error });
+});
+const timeZone = z.string().superRefine((zone, ctx) => {
+  if (!isTimeZone(zone)) ctx.addIssue({ code: 'custom', message: `expected an IANA time zone like "UTC" or "Europe/Berlin", got ${show(zone)}` });
+});
+
 // Values from ${VAR} arrive as strings: accept "5432" and "true" where a number or boolean belongs.
 const integer = (min: number, max = Number.MAX_SAFE_INTEGER) =>
   z.preprocess((v) => (typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v) : v), z.number().int().min(min).max(max));
@@ -62,6 +81,8 @@ const target = z
     passwordFile: z.string().min(1).optional(),
     database: z.string().min(1).optional(),
     ssl: ssl.optional(),
+    schedule: cronPattern.optional(),
+    timezone: timeZone.optional(),
     connectTimeout: duration('5s').default(5000),
     queryTimeout: duration('30s').default(30_000),
   })
@@ -110,21 +131,13 @@ const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'
 
 export const configSchema = z
   .strictObject({
-    schedule: z
-      .string()
-      .default('*/30 * * * * *')
-      .superRefine((pattern, ctx) => {
-        const error = scheduleError(pattern);
-        if (error) ctx.addIssue({ code: 'custom', message: error });
-      }),
-    timezone: z
-      .string()
-      .superRefine((zone, ctx) => {
-        if (!isTimeZone(zone)) ctx.addIssue({ code: 'custom', message: `expected an IANA time zone like "UTC" or "Europe/Berlin", got ${show(zone)}` });
-      })
-      .optional(),
+    schedule: cronPattern.default('*/30 * * * * *'),
+    timezone: timeZone.optional(),
+    scheduleJitter: durationOrZero('2s').default(0),
+    maxConcurrentRuns: integer(1).default(32),
     dryRun: boolean.default(false),
     logLevel: z.enum(LOG_LEVELS).default('info'),
+    logFormat: z.enum(['json', 'pretty']).optional(),
     applicationName: z.string().min(1).max(63).default('pg-reaper'),
     http: z
       .strictObject({ host: z.string().min(1).default('0.0.0.0'), port: integer(0, 65535).default(9188) })

@@ -24,6 +24,8 @@ export interface Daemon {
   events: EventEmitter<DaemonEvents>;
   /** Run a target now (as a trigger would); resolves when that run ends. */
   runNow(target: string): Promise<void>;
+  /** Resolves when the runs made at start (or at the last reload) have ended. */
+  startupRuns(): Promise<void>;
   /** Apply a new validated config: waits for runs in flight, then reconnects and reschedules. */
   reload(next: Config): Promise<void>;
   /** Count and log a reload that could not be applied (the old config keeps running). */
@@ -44,7 +46,11 @@ interface Generation {
   targets: Map<string, TargetState>;
   scheduler: Scheduler;
   finished: Set<string>;
+  /** The run of every target made when this generation started. */
+  kickoff: Promise<void>;
 }
+
+const KICKOFF_SPREAD_MS = 2000;
 
 export interface DaemonDeps {
   logger: Logger;
@@ -92,11 +98,11 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
           throw new Error(`target ${t.name}: ${describeError(err)}`);
         }
       }
-      const gen: Generation = { config, targets, finished: new Set(), scheduler: undefined as unknown as Scheduler };
+      const gen: Generation = { config, targets, finished: new Set(), kickoff: Promise.resolve(), scheduler: undefined as unknown as Scheduler };
       gen.scheduler = new Scheduler({
-        pattern: config.schedule,
-        timezone: config.timezone,
-        targets: [...targets.keys()],
+        targets: config.targets.map((t) => ({ name: t.name, pattern: t.schedule ?? config.schedule, timezone: t.timezone ?? config.timezone })),
+        jitterMs: config.scheduleJitter,
+        maxConcurrent: config.maxConcurrentRuns,
         run: (name) => runOne(gen, name),
         onOverlap: (target) => {
           metrics.runs.inc({ target, result: 'overlap' });
@@ -116,6 +122,9 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
       initTargetSeries(metrics, t.name, t.policies);
     }
     g.scheduler.start();
+    // every target runs once at start (spread over at most 2 s), not only at its first trigger:
+    // readiness and target_up are known at once, and nothing waits a whole schedule period
+    g.kickoff = g.scheduler.kickoff(Math.min(KICKOFF_SPREAD_MS, 50 * g.targets.size));
     metrics.configReload.set(1);
     metrics.configReloadTime.set(Date.now() / 1000);
   };
@@ -141,6 +150,7 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
   logger.info(
     {
       version: deps.version,
+      pid: process.pid,
       port: http.port,
       host: http.host,
       targets: [...gen.targets.keys()],
@@ -164,6 +174,7 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
     metrics,
     events,
     runNow: (target) => gen.scheduler.trigger(target),
+    startupRuns: () => gen.kickoff,
     ready,
     reloadFailed: (problems) => {
       metrics.configReload.set(0);
@@ -189,6 +200,8 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
           await retire(old);
           for (const name of old.targets.keys()) if (!next.targets.some((t) => t.name === name)) dropTargetSeries(metrics, name);
           logger.level = next.logLevel;
+          // targets that stay keep their readiness
+          for (const name of old.finished) if (fresh.targets.has(name)) fresh.finished.add(name);
           gen = fresh;
           activate(gen);
         } finally {

@@ -61,13 +61,12 @@ describe('daemon', () => {
     });
     daemon = await startDaemon(config, { logger: createLogger('info', log.stream), version: '9.9.9' });
     const port = daemon.http.port;
-
-    expect((await get(port, '/readyz')).status).toBe(503);
     expect((await get(port, '/livez')).status).toBe(200);
     expect((await get(port, '/healthz')).status).toBe(200);
     expect((await get(port, '/nope')).status).toBe(404);
 
-    await Promise.all([daemon.runNow('main'), daemon.runNow('down')]);
+    // every target runs once at start, not only at its first trigger (next January here)
+    await daemon.startupRuns();
 
     expect(await s.isAlive(victim.pid)).toBe(false);
     expect((await get(port, '/readyz')).status).toBe(200);
@@ -143,10 +142,11 @@ describe('daemon', () => {
     };
     const main = { name: 'main', connectionString: urlFor({ user: reaper }) };
     daemon = await startDaemon(validateConfig({ ...base, targets: [main, { name: 'old', host: '127.0.0.1', port: 1, connectTimeout: '1s' }] }), { logger: createLogger('silent'), version: 'test' });
-    await Promise.all([daemon.runNow('main'), daemon.runNow('old')]);
+    await daemon.startupRuns();
     expect((await get(daemon.http.port, '/metrics')).body).toContain('pg_reaper_target_up{target="old"} 0');
 
     await daemon.reload(validateConfig({ ...base, targets: [main], policies: [{ name: 'idle-v2', maxIdle: '300ms', match: { applications: [`${tag}-*`] } }] }));
+    await daemon.startupRuns();
     const victim = await s.session({ user: app, application: `${tag}-a` });
     await s.agedOver(victim.pid, 300);
     const report = nextRun(daemon, 'main');
@@ -172,7 +172,7 @@ describe('daemon', () => {
         return openTarget(t, opts);
       },
     });
-    await daemon.runNow('main');
+    await daemon.startupRuns();
 
     await daemon.reload(validateConfig({ ...base, targets: [main, { name: 'broken', host: '127.0.0.1', port: 5 }] }));
 
