@@ -148,6 +148,10 @@ export function openTarget(t: TargetConfig, opts: TargetOptions): TargetDb {
     async query<R extends object>(sql: string, params?: readonly unknown[]) {
       const client = await connect();
       let broken: Error | undefined;
+      // A connection that drops while checked out emits 'error' as well as failing the query;
+      // pg-pool listens only to idle connections, and an unheard 'error' would end the process.
+      const onError = (err: Error) => void (broken = err);
+      client.on('error', onError);
       try {
         return (await client.query<R>(sql, params as unknown[] | undefined)).rows;
       } catch (err) {
@@ -157,6 +161,7 @@ export function openTarget(t: TargetConfig, opts: TargetOptions): TargetDb {
         if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) broken = err as Error;
         throw err;
       } finally {
+        client.off('error', onError);
         client.release(broken);
       }
     },

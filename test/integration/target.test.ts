@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/config/load.js';
 import { openTarget } from '../../src/db/target.js';
 import { adminUrl, Sessions } from '../helpers/pg.js';
+import { startProxy } from '../helpers/proxy.js';
 
 // The connection each target keeps between runs.
 
@@ -51,6 +52,29 @@ describe('target connection', () => {
       expect((await db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid'))[0]!.pid).toBe(first);
     } finally {
       await db.close();
+    }
+  });
+
+  it('a connection that drops just before a query fails that query only: no uncaught error, the next query reconnects', async () => {
+    const proxy = await startProxy(Number(new URL(adminUrl()).port));
+    const url = new URL(adminUrl());
+    url.port = String(proxy.port);
+    const db = openTarget(validateConfig({ targets: [{ name: 'main', connectionString: url.toString(), connectTimeout: '1s' }], policies: [{ name: 'p', maxIdle: '1h' }] }).targets[0]!, { applicationName: 'pg-reaper' });
+    const uncaught: Error[] = [];
+    const listener = (err: Error) => void uncaught.push(err);
+    process.on('uncaughtException', listener);
+    try {
+      await db.query('SELECT 1');
+      await proxy.down(); // the kept connection is cut; its close event is still on its way
+      await expect(db.query('SELECT 1')).rejects.toThrow(/Connection terminated/);
+      await proxy.up();
+      expect(await db.query<{ n: number }>('SELECT 2 AS n')).toEqual([{ n: 2 }]);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(uncaught).toEqual([]);
+    } finally {
+      process.off('uncaughtException', listener);
+      await db.close();
+      await proxy.close();
     }
   });
 
