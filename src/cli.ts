@@ -1,20 +1,22 @@
 #!/usr/bin/env -S node --max-semi-space-size=1
 import { releaseEarlySignals, takeEarlySignals } from './cli/early-signals.js';
 import { parseArgs } from 'node:util';
-import { USAGE } from './cli/usage.js';
+import { USAGE, VERB_HELP } from './cli/usage.js';
+import { plural } from './util/plural.js';
 import { formatProblem, loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
-import { pino } from 'pino';
-import { createLogger } from './log/logger.js';
+import { createLogger, logFormatFor, type LogFormat } from './log/logger.js';
 import { describeError } from './util/errors.js';
 import { VERSION } from './version.js';
 
 // Command line: parse, load config, dispatch. Expected failures print one clear line and exit
-// with 1 (a target failed) or 2 (usage or config); no stack traces.
+// with 1 (a target failed), 2 (usage or config) or 3 (the daemon cannot listen on its HTTP
+// port); no stack traces.
 
 const EXIT_OK = 0;
 const EXIT_FAILED = 1;
 const EXIT_USAGE = 2;
+const EXIT_CANNOT_LISTEN = 3;
 
 class UsageError extends Error {}
 
@@ -28,6 +30,8 @@ async function main(argv: string[]): Promise<number> {
         config: { type: 'string', short: 'c' },
         'dry-run': { type: 'boolean' },
         json: { type: 'boolean' },
+        connect: { type: 'boolean' },
+        'log-format': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'V' },
       },
@@ -37,7 +41,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const { values, positionals } = parsed;
   if (values.help) {
-    process.stdout.write(USAGE);
+    process.stdout.write(VERB_HELP[positionals[0] ?? ''] ?? USAGE);
     return EXIT_OK;
   }
   if (values.version) {
@@ -49,9 +53,17 @@ async function main(argv: string[]): Promise<number> {
   if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}"`);
   if (!['run', 'check', 'once', 'demo'].includes(command)) throw new UsageError(`unknown command "${command}"; expected run, check, once or demo`);
   if ((values['dry-run'] || values.json) && command !== 'once') throw new UsageError('--dry-run and --json only apply to "once"');
+  if (values.connect && command !== 'check') throw new UsageError('--connect only applies to "check"');
+  const format = values['log-format'];
+  if (format !== undefined && format !== 'json' && format !== 'pretty') throw new UsageError(`--log-format must be json or pretty, got "${format}"`);
 
   if (command === 'demo') {
-    const { runDemo } = await import('./demo/demo.js');
+    const { runDemo, demoUnavailable } = await import('./demo/demo.js');
+    const missing = await demoUnavailable();
+    if (missing) {
+      process.stderr.write(`pg-reaper: ${missing}\n`);
+      return EXIT_FAILED;
+    }
     return runDemo();
   }
 
@@ -59,34 +71,37 @@ async function main(argv: string[]): Promise<number> {
   const loaded = loadConfigFile(file);
   if (!loaded.ok) {
     for (const p of loaded.problems) process.stderr.write(formatProblem(p) + '\n');
-    process.stderr.write(`${file}: ${loaded.problems.length} problem${loaded.problems.length === 1 ? '' : 's'}, config not loaded\n`);
+    process.stderr.write(`${file}: ${plural(loaded.problems.length, 'problem')}, config not loaded\n`);
     return EXIT_USAGE;
   }
   const config = loaded.config;
 
   if (command === 'check') {
     process.stdout.write(`${file}: ok: ${summary(config)}\n`);
-    return EXIT_OK;
+    if (!values.connect) return EXIT_OK;
+    const { checkConnections } = await import('./cli/check-connect.js');
+    const checks = await checkConnections(config);
+    for (const c of checks) process.stdout.write(c.line + '\n');
+    return checks.every((c) => c.ok) ? EXIT_OK : EXIT_FAILED;
   }
   if (command === 'once') {
     // each command loads only what it uses: `once` never starts HTTP, metrics or the scheduler
     const { formatJsonLines, formatTable, runOnce } = await import('./cli/once.js');
     const effective: Config = values['dry-run'] ? { ...config, dryRun: true } : config;
-    const logger = createLogger(config.logLevel, pino.destination({ dest: 2, sync: true }));
+    const logger = createLogger(config.logLevel, undefined, logFormatFor(format ?? config.logFormat, process.stderr), 2);
     const reports = await runOnce(effective, logger);
     process.stdout.write(values.json ? formatJsonLines(reports, config.logQueryText) : formatTable(reports));
     return reports.every((r) => r.ok) ? EXIT_OK : EXIT_FAILED;
   }
-  return runDaemon(config, file);
+  return runDaemon(config, file, logFormatFor(format ?? config.logFormat, process.stdout));
 }
 
 function summary(c: Config): string {
-  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
-  return `${plural(c.targets.length, 'target')} (${c.targets.map((t) => t.name).join(', ')}), ${plural(c.policies.length, 'policy').replace('policys', 'policies')} (${c.policies.map((p) => p.name).join(', ')}), schedule "${c.schedule}"${c.timezone ? ` ${c.timezone}` : ''}, dryRun ${c.dryRun ? 'on' : 'off'}`;
+  return `${plural(c.targets.length, 'target')} (${c.targets.map((t) => t.name).join(', ')}), ${plural(c.policies.length, 'policy')} (${c.policies.map((p) => p.name).join(', ')}), schedule "${c.schedule}"${c.timezone ? ` ${c.timezone}` : ''}, dryRun ${c.dryRun ? 'on' : 'off'}`;
 }
 
-async function runDaemon(config: Config, file: string): Promise<number> {
-  const logger = createLogger(config.logLevel);
+async function runDaemon(config: Config, file: string, format: LogFormat): Promise<number> {
+  const logger = createLogger(config.logLevel, undefined, format);
   // Nothing may end the process silently: log it, then exit non-zero so a supervisor restarts us.
   const fatal = (kind: string) => (err: unknown) => {
     logger.fatal({ error: describeError(err) }, `${kind}: exiting`);
@@ -95,13 +110,13 @@ async function runDaemon(config: Config, file: string): Promise<number> {
   process.on('uncaughtException', fatal('uncaught exception'));
   process.on('unhandledRejection', fatal('unhandled rejection'));
 
+  const { startDaemon, ListenError } = await import('./daemon/daemon.js');
   let daemon;
   try {
-    const { startDaemon } = await import('./daemon/daemon.js');
     daemon = await startDaemon(config, { logger, version: VERSION });
   } catch (err) {
     logger.fatal({ error: describeError(err) }, 'cannot start');
-    return EXIT_FAILED;
+    return err instanceof ListenError ? EXIT_CANNOT_LISTEN : EXIT_FAILED;
   }
   return new Promise<number>((resolve) => {
     let signals = 0;

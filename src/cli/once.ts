@@ -13,7 +13,7 @@ export async function runOnce(config: Config, logger: Logger): Promise<RunReport
       const db = openTarget(t, { applicationName: config.applicationName });
       try {
         const report = await runTarget(settingsFor(config, t.name), systemDeps(db));
-        if (report.snapshot) for (const w of privilegeWarnings(report.snapshot.privileges)) logger.warn({ target: t.name }, w);
+        if (report.snapshot) for (const w of privilegeWarnings(report.snapshot.privileges, report.snapshot.server.user)) logger.warn({ target: t.name }, w);
         logRun(logger, report, config.logQueryText);
         return report;
       } finally {

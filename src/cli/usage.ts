@@ -1,17 +1,68 @@
+const EXIT_CODES = 'Exit codes: 0 done, 1 a target failed, 2 usage or config error, 3 cannot listen on the HTTP port (run).';
+
 export const USAGE = `pg-reaper: terminates PostgreSQL sessions that break YAML policies
 
 Usage:
   pg-reaper [run]                 run the daemon: scheduled runs, /metrics, /livez, /readyz
-  pg-reaper check                 validate the config and print a summary
+  pg-reaper check [--connect]     validate the config (--connect: and what it can do on each server)
   pg-reaper once [--dry-run] [--json]
                                   run every target once and print the decisions
-                                  (--json: one JSON object per decision per line)
-  pg-reaper demo                  start a throwaway PostgreSQL and watch the reaper work
+  pg-reaper demo                  a throwaway PostgreSQL and the reaper at work
+                                  (needs a git checkout with its dev dependencies: npm ci)
 
 Options:
-  -c, --config PATH   config file (default: $PG_REAPER_CONFIG, else ./config.yaml)
-  -h, --help          show this help
-  -V, --version       print the version
+  -c, --config PATH       config file (default: $PG_REAPER_CONFIG, else ./config.yaml)
+      --log-format FMT    json or pretty (default: pretty on a terminal, else json)
+  -h, --help              show this help; "pg-reaper VERB --help" for one verb
+  -V, --version           print the version
 
-Exit codes: 0 done, 1 a target failed, 2 usage or config error.
+${EXIT_CODES}
 `;
+
+export const VERB_HELP: Record<string, string> = {
+  run: `pg-reaper run [-c PATH] [--log-format json|pretty]
+
+Runs the daemon: every target once at start, then on the schedule; serves /metrics, /livez,
+/readyz on http.host:http.port. SIGTERM or SIGINT stop it (waiting for runs in flight);
+SIGHUP reloads the config (a config with any problem is rejected and the old one keeps running).
+Under "npm start" send SIGHUP to the daemon's own pid, which the start line logs.
+
+Example:
+  pg-reaper run -c /etc/pg-reaper/config.yaml
+
+${EXIT_CODES}
+`,
+  check: `pg-reaper check [-c PATH] [--connect]
+
+Validates the config and prints a one-line summary; every problem is reported as
+FILE:LINE:COL PATH: message. With --connect it also connects to every target and prints, per
+target, the server version, the reaper's privileges and how many client sessions it can see
+and judge; it exits 1 when a target is unreachable or its sessions cannot be read.
+
+Example:
+  pg-reaper check -c config.yaml --connect
+
+${EXIT_CODES}
+`,
+  once: `pg-reaper once [-c PATH] [--dry-run] [--json]
+
+Runs every target once and prints the decisions: a table, or with --json one JSON object per
+decision per line. --dry-run signals nothing (decisions are reported as would_terminate /
+would_cancel). Log lines go to stderr.
+
+Example:
+  pg-reaper once -c config.yaml --dry-run
+
+${EXIT_CODES}
+`,
+  demo: `pg-reaper demo
+
+Starts a throwaway PostgreSQL, opens a few sessions that break the demo policies and one exempt
+admin session, and runs the real daemon until every victim is gone. It needs the embedded
+server binaries of the dev dependencies, so it runs from a git checkout after "npm ci", not
+from an installed package. Ctrl-C stops it cleanly (exit 130).
+
+Example:
+  git clone <repository> pg-reaper && cd pg-reaper && npm ci && npm run demo
+`,
+};

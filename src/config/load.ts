@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import type { z } from 'zod';
 import { redact } from '../util/errors.js';
@@ -67,7 +68,7 @@ export function parseConfigText(text: string, file: string, env: NodeJS.ProcessE
   const raw: unknown = doc.toJS() ?? {};
   const parsed = configSchema.safeParse(raw, { error: describeIssue });
   const rules = crossKeyIssues(raw);
-  if (parsed.success && rules.length === 0 && problems.length === 0) return { ok: true, config: parsed.data };
+  if (parsed.success && rules.length === 0 && problems.length === 0) return { ok: true, config: resolvePaths(parsed.data, dirname(resolve(file))) };
   const envPaths = new Set(problems.map((p) => p.path));
   for (const issue of [...(parsed.error?.issues ?? []), ...rules.map((r) => ({ ...r, code: 'custom' as const }))]) {
     if (issue.code === 'unrecognized_keys') {
@@ -85,6 +86,20 @@ export function parseConfigText(text: string, file: string, env: NodeJS.ProcessE
   }
   problems.sort((a, b) => a.line - b.line || a.col - b.col);
   return { ok: false, problems };
+}
+
+// File paths in the config (passwordFile, ssl.rootCert, ssl.cert, ssl.key) are relative to the
+// config file's directory, so a config works from any working directory.
+function resolvePaths(config: Config, dir: string): Config {
+  const at = (p: string | undefined) => (p === undefined ? undefined : resolve(dir, p));
+  return {
+    ...config,
+    targets: config.targets.map((t) => ({
+      ...t,
+      ...(t.passwordFile !== undefined ? { passwordFile: at(t.passwordFile) } : {}),
+      ...(t.ssl ? { ssl: { ...t.ssl, rootCert: at(t.ssl.rootCert), cert: at(t.ssl.cert), key: at(t.ssl.key) } } : {}),
+    })),
+  };
 }
 
 /** Validates an in-memory object (tests, demo); throws ConfigError with path-only problems. */

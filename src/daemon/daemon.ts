@@ -5,7 +5,8 @@ import { startHttpServer, type HttpServer } from '../http/server.js';
 import type { Logger } from '../log/logger.js';
 import { createMetrics, dropTargetSeries, initTargetSeries, type Metrics } from '../metrics/metrics.js';
 import { compilePolicies, type CompiledPolicy } from '../policy/compile.js';
-import { logRun, privilegeWarnings, recordRun } from '../run/report.js';
+import { logRun, recordRun } from '../run/report.js';
+import { TargetWatch } from '../run/target-watch.js';
 import { runTarget, settingsFor, systemDeps, type RunReport } from '../run/run-target.js';
 import { describeError } from '../util/errors.js';
 import { Scheduler } from './scheduler.js';
@@ -38,7 +39,6 @@ interface TargetState {
   name: string;
   db: TargetDb;
   policies: CompiledPolicy[];
-  warnings: string;
 }
 
 interface Generation {
@@ -52,6 +52,9 @@ interface Generation {
 
 const KICKOFF_SPREAD_MS = 2000;
 
+/** The HTTP port could not be bound: the CLI exits with its own code for it. */
+export class ListenError extends Error {}
+
 export interface DaemonDeps {
   logger: Logger;
   version: string;
@@ -64,6 +67,7 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
   const open = deps.openTarget ?? openTarget;
   const metrics = createMetrics(deps.version);
   const events = new EventEmitter<DaemonEvents>();
+  const watch = new TargetWatch(logger);
   let stopping = false;
 
   const runOne = async (gen: Generation, name: string): Promise<void> => {
@@ -71,12 +75,8 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
     const c = gen.config;
     const report = await runTarget(settingsFor(c, name, t.policies), systemDeps(t.db));
     try {
-      if (report.snapshot) {
-        const warnings = privilegeWarnings(report.snapshot.privileges);
-        if (warnings.join() !== t.warnings) for (const w of warnings) logger.warn({ target: name }, w);
-        t.warnings = warnings.join();
-      }
-      logRun(logger, report, c.logQueryText);
+      const { quietFailure } = watch.observe(report);
+      logRun(logger, report, c.logQueryText, quietFailure);
       recordRun(metrics, report);
     } finally {
       gen.finished.add(name);
@@ -93,7 +93,7 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
         try {
           const policies = compilePolicies(config, t.name);
           const db = open(t, { applicationName: config.applicationName, onError: (error) => logger.warn({ target: t.name, error }, 'idle connection closed') });
-          targets.set(t.name, { name: t.name, db, policies, warnings: '' });
+          targets.set(t.name, { name: t.name, db, policies });
         } catch (err) {
           throw new Error(`target ${t.name}: ${describeError(err)}`);
         }
@@ -144,7 +144,7 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
     http = await startHttpServer(initial.http.host, initial.http.port, metrics.registry, { live: () => reloading || gen.scheduler.alive(), ready });
   } catch (err) {
     await retire(gen);
-    throw new Error(`cannot listen on ${initial.http.host}:${initial.http.port}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new ListenError(`cannot listen on ${initial.http.host}:${initial.http.port}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
   activate(gen);
   logger.info(
@@ -198,7 +198,11 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
         reloading = true;
         try {
           await retire(old);
-          for (const name of old.targets.keys()) if (!next.targets.some((t) => t.name === name)) dropTargetSeries(metrics, name);
+          for (const name of old.targets.keys()) {
+            if (next.targets.some((t) => t.name === name)) continue;
+            await dropTargetSeries(metrics, name);
+            watch.forget(name);
+          }
           logger.level = next.logLevel;
           // targets that stay keep their readiness
           for (const name of old.finished) if (fresh.targets.has(name)) fresh.finished.add(name);

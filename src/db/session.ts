@@ -33,11 +33,20 @@ export interface Privileges {
   readAllStats: boolean;
 }
 
+export interface ServerInfo {
+  /** server_version, e.g. "18.4". */
+  version: string;
+  versionNum: number;
+  /** The role we are connected as. */
+  user: string;
+}
+
 export interface Snapshot {
   /** clock_timestamp() of the server when the snapshot was read. */
   nowMs: number;
   selfPid: number;
   privileges: Privileges;
+  server: ServerInfo;
   sessions: Session[];
 }
 

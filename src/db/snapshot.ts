@@ -1,18 +1,23 @@
 import type { Db } from './db.js';
 import type { Session, Snapshot } from './session.js';
 
-// One statement reads the server clock, our privileges and every client backend but our own.
+// One statement reads the server clock, the server version, our role and privileges, and every
+// client backend but our own. Without pg_read_all_stats other roles' rows show NULL in
+// backend_type (and state and times): they are kept as sessions we can count but not judge,
+// told apart from background processes by having a role.
 // LEFT JOIN from the one-row `me` keeps the clock when there are no sessions at all. Ages are
 // taken against clock_timestamp() of this same statement, never the daemon's clock.
 const sql = (withQuery: boolean) => `
 WITH me AS (
-  SELECT clock_timestamp() AS now, pg_backend_pid() AS pid, r.rolsuper AS superuser,
+  SELECT clock_timestamp() AS now, pg_backend_pid() AS pid, r.rolsuper AS superuser, current_user AS usr,
+         current_setting('server_version') AS server_version, current_setting('server_version_num')::int AS server_version_num,
          pg_has_role(current_user, 'pg_signal_backend', 'USAGE') AS signal_backend,
          pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS read_all_stats
     FROM pg_roles r WHERE r.rolname = current_user
 )
 SELECT extract(epoch FROM me.now)::float8 * 1000 AS now_ms, me.pid AS self_pid,
        me.superuser AS self_superuser, me.signal_backend AS self_signal_backend, me.read_all_stats AS self_read_all_stats,
+       me.usr AS self_user, me.server_version, me.server_version_num,
        a.pid, a.usename AS "user", a.datname AS database, a.application_name AS application,
        host(a.client_addr) AS client_addr, a.client_port = -1 AS local, a.state,
        extract(epoch FROM a.backend_start)::float8 * 1000 AS backend_start_ms,
@@ -27,7 +32,7 @@ SELECT extract(epoch FROM me.now)::float8 * 1000 AS now_ms, me.pid AS self_pid,
        ${withQuery ? ', a.query' : ''}
   FROM me
   LEFT JOIN (pg_stat_activity a LEFT JOIN pg_roles r ON r.oid = a.usesysid)
-    ON a.backend_type = 'client backend' AND a.pid <> me.pid`;
+    ON (a.backend_type = 'client backend' OR (a.backend_type IS NULL AND a.usesysid IS NOT NULL)) AND a.pid <> me.pid`;
 
 const SQL_PLAIN = sql(false);
 const SQL_WITH_QUERY = sql(true);
@@ -38,6 +43,9 @@ interface Row {
   self_superuser: boolean;
   self_signal_backend: boolean;
   self_read_all_stats: boolean;
+  self_user: string;
+  server_version: string;
+  server_version_num: number;
   pid: number | null;
   user: string | null;
   database: string | null;
@@ -90,6 +98,7 @@ export async function readSnapshot(db: Db, opts: { withQuery: boolean }): Promis
     nowMs: first.now_ms,
     selfPid: first.self_pid,
     privileges: { superuser: first.self_superuser, signalBackend: first.self_signal_backend, readAllStats: first.self_read_all_stats },
+    server: { version: first.server_version, versionNum: first.server_version_num, user: first.self_user },
     sessions,
   };
 }

@@ -1,9 +1,9 @@
-import { Writable } from 'node:stream';
 import pg from 'pg';
 import { validateConfig } from '../config/load.js';
 import { startDaemon, type Daemon } from '../daemon/daemon.js';
-import { startEmbeddedPostgres, type EmbeddedServer } from '../embedded/embedded-postgres.js';
+import { nativeDir, startEmbeddedPostgres, type EmbeddedServer } from '../embedded/embedded-postgres.js';
 import { createLogger } from '../log/logger.js';
+import { prettyStream } from '../log/pretty.js';
 import { VERSION } from '../version.js';
 
 // `pg-reaper demo`: a throwaway server, a least-privileged reaper role, a few sessions that break
@@ -11,6 +11,16 @@ import { VERSION } from '../version.js';
 
 const say = (line: string) => process.stdout.write(line + '\n');
 const DEADLINE_MS = 45_000;
+
+/** Why the demo cannot run here (an installed package has no server binaries), or undefined. */
+export async function demoUnavailable(): Promise<string | undefined> {
+  try {
+    await nativeDir();
+    return undefined;
+  } catch {
+    return 'the demo needs a git checkout of pg-reaper with its dev dependencies (they bring the PostgreSQL server it starts): git clone the repository, then run "npm ci && npm run demo" in it';
+  }
+}
 
 export async function runDemo(): Promise<number> {
   // Ctrl-C (or SIGTERM) ends the demo in order: the daemon, the sessions, then the server. The
@@ -89,14 +99,14 @@ async function demo(server: EmbeddedServer, clients: pg.Client[], started: (d: D
     ],
   });
   say('policies: cancel queries over 3s, terminate idle-in-transaction over 2s, terminate idle over 4s; schedule every second');
-  const daemon = await startDaemon(config, { logger: createLogger('info', readableLines()), version: VERSION });
+  const daemon = await startDaemon(config, { logger: createLogger('info', prettyStream((line) => process.stdout.write(`  ${line}`), { runLines: false })), version: VERSION });
   started(daemon);
   say(`metrics: http://127.0.0.1:${daemon.http.port}/metrics`);
 
   const ok = await waitForVictims(admin, daemon, [...victims.keys()], exemptPid);
   const body = await (await fetch(`http://127.0.0.1:${daemon.http.port}/metrics`)).text();
   say('metrics after the demo:');
-  for (const line of body.split('\n').filter((l) => l.startsWith('pg_reaper_actions_total') || l.startsWith('pg_reaper_runs_total'))) say(`  ${line}`);
+  for (const line of body.split('\n').filter((l) => (l.startsWith('pg_reaper_actions_total') || l.startsWith('pg_reaper_runs_total')) && !l.endsWith(' 0'))) say(`  ${line}`);
   say(ok ? 'demo passed: every victim is gone and the exempt admin session is alive' : 'demo FAILED: see above');
   return ok ? 0 : 1;
 }
@@ -123,22 +133,4 @@ async function waitForVictims(admin: pg.Client, daemon: Daemon, victims: number[
   }
   say(`not every victim was gone after ${DEADLINE_MS / 1000}s`);
   return false;
-}
-
-// The daemon's JSON log lines, as one readable line per action.
-function readableLines(): Writable {
-  return new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) {
-        const e = JSON.parse(line) as Record<string, unknown>;
-        const time = String(e.time ?? '').slice(11, 19);
-        if (e.outcome) {
-          say(`  ${time} ${String(e.outcome).padEnd(10)} pid ${e.pid} ${e.user}@${e.database} (${e.application}): ${e.reason} ${e.stateSeconds}s > ${e.thresholdSeconds}s [policy ${e.policy}]`);
-        } else if (e.level !== 'info' || !String(e.msg).startsWith('run ')) {
-          say(`  ${time} ${e.level}: ${e.msg}${e.error ? ` (${e.error})` : ''}`);
-        }
-      }
-      done();
-    },
-  });
 }

@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from './prom.js';
+import { collectProcessMetrics, Counter, Gauge, Histogram, Registry } from './prom.js';
 import { STATE_LABELS } from '../db/session.js';
 import type { CompiledPolicy } from '../policy/compile.js';
 import { REASONS, type Reason } from '../plan/planner.js';
@@ -11,6 +11,9 @@ export type RunResultLabel = 'success' | 'failure' | 'overlap';
 export interface Metrics {
   registry: Registry;
   targetUp: Gauge<'target'>;
+  targetInfo: Gauge<'target' | 'server_version' | 'superuser' | 'read_all_stats' | 'signal_backend'>;
+  /** The target_info labels set per target, to replace them when they change. */
+  infoSeen: Map<string, Record<string, string>>;
   runs: Counter<'target' | 'result'>;
   runDuration: Histogram<'target'>;
   lastRun: Gauge<'target'>;
@@ -27,12 +30,19 @@ export interface Metrics {
 
 export function createMetrics(version: string, opts: { defaultMetrics?: boolean } = {}): Metrics {
   const registry = new Registry();
-  if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry });
+  if (opts.defaultMetrics !== false) collectProcessMetrics(registry);
   const registers = [registry];
   new Gauge({ name: 'pg_reaper_build_info', help: 'pg-reaper version; always 1.', labelNames: ['version'], registers }).set({ version }, 1);
   return {
     registry,
     targetUp: new Gauge({ name: 'pg_reaper_target_up', help: '1 when the last run read pg_stat_activity on the target, else 0.', labelNames: ['target'], registers }),
+    targetInfo: new Gauge({
+      name: 'pg_reaper_target_info',
+      help: 'What the reaper can do on the target, as read at its last successful run; always 1.',
+      labelNames: ['target', 'server_version', 'superuser', 'read_all_stats', 'signal_backend'],
+      registers,
+    }),
+    infoSeen: new Map(),
     runs: new Counter({ name: 'pg_reaper_runs_total', help: 'Scheduled runs by result: success, failure, or overlap (skipped: the previous run was still going).', labelNames: ['target', 'result'], registers }),
     runDuration: new Histogram({
       name: 'pg_reaper_run_duration_seconds',
@@ -67,13 +77,22 @@ export function initTargetSeries(m: Metrics, target: string, policies: readonly 
     for (const reason of reasonsOf(p)) {
       m.matched.set({ target, policy: p.name, reason }, 0);
       seen.add(`${p.name}\u0000${reason}`);
+      // alerts on increase() of these must see the first one: a series born at 1 has no increase
+      for (const outcome of ALERTED_OUTCOMES) m.actions.inc({ target, policy: p.name, reason, action: p.action, outcome }, 0);
     }
   }
 }
 
+/** Outcomes the alert rules watch with increase(): their series exist at 0 from the first scrape. */
+export const ALERTED_OUTCOMES = ['failed', 'denied'] as const;
+
 /** Forget a target removed by a reload, so it does not linger as a stale or "down" series. */
-export function dropTargetSeries(m: Metrics, target: string): void {
+export async function dropTargetSeries(m: Metrics, target: string): Promise<void> {
   for (const g of [m.targetUp, m.lastRun, m.lastSuccess]) g.remove({ target });
+  const info = m.infoSeen.get(target);
+  if (info) m.targetInfo.remove(info);
+  m.infoSeen.delete(target);
+  for (const v of (await m.actions.get()).values) if (v.labels.target === target) m.actions.remove(v.labels as Record<string, string>);
   m.runDuration.remove({ target });
   for (const result of ['success', 'failure', 'overlap'] as const) m.runs.remove({ target, result });
   for (const state of STATE_LABELS) {

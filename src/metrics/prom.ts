@@ -10,7 +10,15 @@ export const Registry = require('prom-client/lib/registry') as typeof Prom.Regis
 export const Counter = require('prom-client/lib/counter') as typeof Prom.Counter;
 export const Gauge = require('prom-client/lib/gauge') as typeof Prom.Gauge;
 export const Histogram = require('prom-client/lib/histogram') as typeof Prom.Histogram;
-export const collectDefaultMetrics = require('prom-client/lib/defaultMetrics') as typeof Prom.collectDefaultMetrics;
+
+// prom-client's default process and Node.js metrics, less nodejs_active_{handles,requests,
+// resources}_total: gauges named like counters, which `promtool check metrics` rejects.
+const PROCESS_METRICS = ['processCpuTotal', 'processStartTime', 'osMemoryHeap', 'processOpenFileDescriptors', 'processMaxFileDescriptors', 'eventLoopLag', 'heapSizeAndUsed', 'heapSpacesSizeAndUsed', 'version', 'gc'];
+export function collectProcessMetrics(register: Prom.Registry): void {
+  for (const name of PROCESS_METRICS) {
+    (require(`prom-client/lib/metrics/${name}`) as (r: Prom.Registry, c: object) => void)(register, { eventLoopMonitoringPrecision: 10 });
+  }
+}
 export type Registry = Prom.Registry;
 export type Counter<T extends string> = Prom.Counter<T>;
 export type Gauge<T extends string = string> = Prom.Gauge<T>;

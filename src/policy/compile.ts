@@ -29,7 +29,8 @@ export class SessionSelector {
   private readonly applications: GlobSet | undefined;
   private readonly addresses: AddressSet | undefined;
 
-  constructor(sel: Selector) {
+  constructor(readonly selector: Selector) {
+    const sel = selector;
     this.users = sel.users.length ? new GlobSet(sel.users) : undefined;
     this.databases = sel.databases.length ? new GlobSet(sel.databases) : undefined;
     this.applications = sel.applications.length ? new GlobSet(sel.applications) : undefined;
@@ -79,8 +80,10 @@ export class CompiledPolicy {
   readonly thresholds: Thresholds;
   readonly match: SessionSelector;
   readonly exempt: SessionSelector;
+  readonly config: PolicyConfig;
 
   constructor(p: PolicyConfig, globalDryRun: boolean, readonly globalExempt: SessionSelector) {
+    this.config = p;
     this.name = p.name;
     this.action = p.action;
     this.dryRun = globalDryRun || p.dryRun;

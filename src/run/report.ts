@@ -1,4 +1,4 @@
-import { stateLabel, STATE_LABELS, type Privileges } from '../db/session.js';
+import { stateLabel, STATE_LABELS, type Privileges, type Snapshot } from '../db/session.js';
 import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
 import type { ActionResult } from './outcome.js';
@@ -39,10 +39,19 @@ export function outcomeCounts(results: readonly ActionResult[]): Record<string, 
   return counts;
 }
 
-export function logRun(logger: Logger, report: RunReport, logQueryText: boolean): void {
+/** The run's log lines. `quietFailure`: a failed run's line goes to debug (its target is already reported down). */
+export function logRun(logger: Logger, report: RunReport, logQueryText: boolean, quietFailure = false): void {
   for (const r of report.results) {
     const level = r.outcome === 'denied' || r.outcome === 'failed' ? 'warn' : 'info';
     logger[level](actionFields(r, logQueryText), `${r.outcome} ${r.decision.reason} session`);
+  }
+  for (const n of report.notActedOn ?? []) {
+    const s = n.session;
+    logger.debug({ target: report.target, pid: s.pid, user: s.user, database: s.database, application: s.application, state: s.state, why: n.why }, 'not acted on');
+  }
+  if (logger.isLevelEnabled('trace')) {
+    const t = report.timings;
+    logger.trace({ target: report.target, snapshotMs: round(t.snapshotMs), planMs: round(t.planMs), executeMs: round(t.executeMs) }, 'run timings');
   }
   const summary = {
     target: report.target,
@@ -53,16 +62,27 @@ export function logRun(logger: Logger, report: RunReport, logQueryText: boolean)
     ...(report.error ? { error: report.error } : {}),
   };
   if (report.ok) logger.info(summary, 'run finished');
+  else if (quietFailure && !report.snapshot) logger.debug(summary, 'run failed');
   else logger.error(summary, 'run failed');
 }
 
-/** Warnings about missing privileges: logged once per target and change, not every run. */
-export function privilegeWarnings(p: Privileges): string[] {
+/** Warnings about missing privileges, each with the GRANT that fixes it: logged once per target and change. */
+export function privilegeWarnings(p: Privileges, role: string): string[] {
   if (p.superuser) return [];
   const out: string[] = [];
-  if (!p.readAllStats) out.push("cannot see other roles' sessions in pg_stat_activity (state and times are hidden): GRANT pg_read_all_stats TO the reaper role");
-  if (!p.signalBackend) out.push('can only signal sessions of roles it has the privileges of: GRANT pg_signal_backend TO the reaper role');
+  if (!p.readAllStats) out.push(`cannot see other roles' sessions in pg_stat_activity (state and times are hidden, so they are never judged): run GRANT pg_read_all_stats TO ${quoteIdent(role)};`);
+  if (!p.signalBackend) out.push(`can only signal sessions of roles it has the privileges of: run GRANT pg_signal_backend TO ${quoteIdent(role)};`);
   return out;
+}
+
+export function quoteIdent(name: string): string {
+  return /^[a-z_][a-z0-9_$]*$/.test(name) ? name : `"${name.replace(/"/g, '""')}"`;
+}
+
+/** pg_reaper_target_info's labels for a snapshot. */
+export function targetInfoLabels(target: string, snap: Snapshot): Record<string, string> {
+  const p = snap.privileges;
+  return { target, server_version: snap.server.version, superuser: String(p.superuser), read_all_stats: String(p.superuser || p.readAllStats), signal_backend: String(p.superuser || p.signalBackend) };
 }
 
 export function recordRun(m: Metrics, report: RunReport): void {
@@ -74,6 +94,13 @@ export function recordRun(m: Metrics, report: RunReport): void {
   const snap = report.snapshot;
   m.targetUp.set({ target }, snap ? 1 : 0);
   if (!snap) return;
+  const info = targetInfoLabels(target, snap);
+  const before = m.infoSeen.get(target);
+  if (!before || JSON.stringify(before) !== JSON.stringify(info)) {
+    if (before) m.targetInfo.remove(before);
+    m.targetInfo.set(info, 1);
+    m.infoSeen.set(target, info);
+  }
 
   const counts = new Map<string, number>(STATE_LABELS.map((s) => [s, 0]));
   const ages = new Map<string, number>(STATE_LABELS.map((s) => [s, 0]));

@@ -4,6 +4,7 @@ import type { Config } from '../config/schema.js';
 import type { Db } from '../db/db.js';
 import type { Snapshot } from '../db/session.js';
 import { readSnapshot } from '../db/snapshot.js';
+import { explain, type NotActedOn } from '../plan/explain.js';
 import { plan } from '../plan/planner.js';
 import { compilePolicies, type CompiledPolicy } from '../policy/compile.js';
 import { describeError } from '../util/errors.js';
@@ -20,6 +21,8 @@ export interface RunSettings {
   maxActionsPerRun?: number | undefined;
   terminateTimeoutMs: number;
   logQueryText: boolean;
+  /** Explain every session not acted on (debug logs). */
+  explain: boolean;
 }
 
 export interface RunDeps {
@@ -40,6 +43,7 @@ export function settingsFor(config: Config, target: string, policies: readonly C
     maxActionsPerRun: config.maxActionsPerRun,
     terminateTimeoutMs: config.terminateTimeout,
     logQueryText: config.logQueryText,
+    explain: config.logLevel === 'debug' || config.logLevel === 'trace',
   };
 }
 
@@ -56,28 +60,40 @@ export interface RunReport {
   durationSeconds: number;
   snapshot?: Snapshot;
   results: ActionResult[];
+  /** With settings.explain: the sessions not acted on, and why. */
+  notActedOn?: NotActedOn[];
+  /** Milliseconds per step (trace logs). */
+  timings: { snapshotMs: number; planMs: number; executeMs: number };
 }
 
 export async function runTarget(settings: RunSettings, deps: RunDeps): Promise<RunReport> {
   const started = deps.monotonic();
-  const finish = (rest: Omit<RunReport, 'target' | 'finishedAtMs' | 'durationSeconds'>): RunReport => ({
+  const timings = { snapshotMs: 0, planMs: 0, executeMs: 0 };
+  const finish = (rest: Omit<RunReport, 'target' | 'finishedAtMs' | 'durationSeconds' | 'timings'>): RunReport => ({
     target: settings.target,
     finishedAtMs: deps.wallClock(),
     durationSeconds: (deps.monotonic() - started) / 1000,
+    timings,
     ...rest,
   });
   let snapshot: Snapshot;
   try {
     snapshot = await readSnapshot(deps.db, { withQuery: settings.logQueryText });
   } catch (err) {
+    timings.snapshotMs = deps.monotonic() - started;
     return finish({ ok: false, error: describeError(err), results: [] });
   }
+  let mark = deps.monotonic();
+  timings.snapshotMs = mark - started;
   try {
     const decisions = plan(snapshot, settings.policies, {
       target: settings.target,
       applicationName: settings.applicationName,
       maxActionsPerRun: settings.maxActionsPerRun,
     });
+    const notActedOn = settings.explain ? explain(snapshot, settings.policies, settings.applicationName, new Set(decisions.map((d) => d.session.pid))) : undefined;
+    timings.planMs = deps.monotonic() - mark;
+    mark = deps.monotonic();
     const results = await execute(decisions, {
       db: deps.db,
       applicationName: settings.applicationName,
@@ -85,8 +101,9 @@ export async function runTarget(settings: RunSettings, deps: RunDeps): Promise<R
       sleep: deps.sleep,
       now: deps.monotonic,
     });
+    timings.executeMs = deps.monotonic() - mark;
     const failed = results.some((r) => r.outcome === 'failed');
-    return finish({ ok: !failed, ...(failed ? { error: 'some actions failed' } : {}), snapshot, results });
+    return finish({ ok: !failed, ...(failed ? { error: 'some actions failed' } : {}), snapshot, results, ...(notActedOn ? { notActedOn } : {}) });
   } catch (err) {
     return finish({ ok: false, error: describeError(err), snapshot, results: [] });
   }

@@ -7,6 +7,7 @@ import { openTarget } from '../../src/db/target.js';
 import { runTarget, settingsFor, systemDeps, type RunReport } from '../../src/run/run-target.js';
 import type { Outcome } from '../../src/run/outcome.js';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { SUITE_DATABASES, SUITE_ROLES } from './suite-objects.js';
 
 // Real sessions on the suite's PostgreSQL, and the checks the scenarios make on them.
 
@@ -79,6 +80,15 @@ export class Sessions {
     }
   }
 
+  /** Waits (with a deadline) until the backend has exited. */
+  async gone(pid: number): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    while (await this.isAlive(pid)) {
+      if (Date.now() > deadline) throw new Error(`backend ${pid} did not exit`);
+      await sleep(10);
+    }
+  }
+
   async waitForState(pid: number, state: string): Promise<void> {
     const deadline = Date.now() + 10_000;
     while ((await this.admin.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = $2', [pid, state])).rowCount === 0) {
@@ -99,12 +109,14 @@ export class Sessions {
 
 /** Creates a role (login, with the suite password) unless it exists; returns its name. */
 export async function ensureRole(admin: pg.Client, name: string, extra = ''): Promise<string> {
+  if (!SUITE_ROLES.includes(name)) throw new Error(`role ${name} is not in SUITE_ROLES (test/helpers/suite-objects.ts): it would be left behind`);
   await admin.query(`DO $$ BEGIN CREATE ROLE ${name} LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`);
   await admin.query(`ALTER ROLE ${name} LOGIN PASSWORD '${PASSWORD}' ${extra}`);
   return name;
 }
 
 export async function ensureDatabase(admin: pg.Client, name: string): Promise<string> {
+  if (!SUITE_DATABASES.includes(name)) throw new Error(`database ${name} is not in SUITE_DATABASES (test/helpers/suite-objects.ts): it would be left behind`);
   const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
   if (exists.rowCount === 0) await admin.query(`CREATE DATABASE ${name}`);
   return name;

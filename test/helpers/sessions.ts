@@ -36,5 +36,5 @@ export function session(opts: Partial<Session> & { idleFor?: number; activeFor?:
 }
 
 export function snapshot(sessions: Session[]): Snapshot {
-  return { nowMs: NOW, selfPid: 1, privileges: { superuser: false, signalBackend: true, readAllStats: true }, sessions };
+  return { nowMs: NOW, selfPid: 1, privileges: { superuser: false, signalBackend: true, readAllStats: true }, server: { version: '18.4', versionNum: 180004, user: 'reaper' }, sessions };
 }

@@ -253,7 +253,7 @@ describe('pg-reaper check and usage', () => {
     expect(r.stdout).toBe('');
   });
 
-  it('run exits 1 with a clear line when its HTTP port is taken', async () => {
+  it('run exits 3 with a clear line when its HTTP port is taken', async () => {
     const { createServer } = await import('node:net');
     const busy = createServer();
     await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
@@ -261,7 +261,7 @@ describe('pg-reaper check and usage', () => {
     try {
       const file = writeConfig('busy.yaml', `http: { host: 127.0.0.1, port: ${port} }\ntargets: [{ name: main, host: 127.0.0.1 }]\npolicies: [{ name: idle, maxIdle: 1h }]\n`);
       const r = await cli(['run', '-c', file]);
-      expect(r.code).toBe(1);
+      expect(r.code).toBe(3);
       const fatal = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Record<string, unknown>;
       expect(fatal).toMatchObject({ level: 'fatal', msg: 'cannot start', error: `cannot listen on 127.0.0.1:${port}: EADDRINUSE` });
     } finally {

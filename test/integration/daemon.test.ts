@@ -7,6 +7,7 @@ import { createLogger } from '../../src/log/logger.js';
 import type { RunReport } from '../../src/run/run-target.js';
 import { startBlackhole } from '../helpers/blackhole.js';
 import { captureLog } from '../helpers/log-capture.js';
+import { startProxy } from '../helpers/proxy.js';
 import { ensureReaperRole, ensureRole, PASSWORD, Sessions, unique, urlFor } from '../helpers/pg.js';
 
 // The daemon as operators run it: scheduled runs, metrics and probes over HTTP, one dead server
@@ -86,16 +87,57 @@ describe('daemon', () => {
     expect(Number(metric('pg_reaper_sessions{target="main",state="idle"}')!.split(' ')[1])).toBeGreaterThanOrEqual(1);
     expect(metric('pg_reaper_max_state_age_seconds{target="main",state="idle"}')).toBeDefined();
     expect(body).toMatch(/^process_resident_memory_bytes /m);
-    expect(body).not.toMatch(/pid="|user="|query="/);
+    expect(body).not.toMatch(/[{,](pid|user|query)="/);
 
     const action = log.lines.find((l) => l.outcome === 'terminated')!;
     expect(action).toMatchObject({ target: 'main', policy: 'idle', reason: 'idle', action: 'terminate', dryRun: false, pid: victim.pid, user: app, database: 'postgres', application: `${tag}-a`, clientAddr: '127.0.0.1', state: 'idle', thresholdSeconds: 0.4 });
     expect(action.stateSeconds as number).toBeGreaterThan(0.4);
     expect(action).not.toHaveProperty('query');
-    expect(log.lines.find((l) => l.msg === 'run failed' && l.target === 'down')!.error).toMatch(/ECONNREFUSED/);
+    // a target that is down is logged once, with the reason, not once per run
+    await daemon.runNow('down');
+    await daemon.runNow('down');
+    const downLines = log.lines.filter((l) => l.target === 'down' && (l.level === 'error' || l.level === 'warn'));
+    expect(downLines).toHaveLength(1);
+    expect(downLines[0]).toMatchObject({ level: 'error', msg: 'target is down: cannot read pg_stat_activity; every run keeps trying, and its recovery is logged' });
+    expect(downLines[0]!.error).toMatch(/ECONNREFUSED/);
+    expect(metric('pg_reaper_runs_total{target="down",result="failure"}')).toMatch(/ 1$/); // read before the two extra runs
+    expect(/pg_reaper_runs_total\{target="down",result="failure"\} 3/.test((await get(port, '/metrics')).body)).toBe(true);
     expect(log.lines.find((l) => l.msg === 'run finished' && l.target === 'main')).toMatchObject({ result: 'success', actions: { terminated: 1 } });
     expect(log.text()).not.toContain(PASSWORD);
     expect(log.text()).not.toContain('down-secret-pw');
+  });
+
+  it('logs a target going down once with the reason, and coming back with how long it was down', async () => {
+    const proxy = await startProxy(Number(new URL(urlFor({})).port));
+    try {
+      const log = captureLog();
+      const url = new URL(urlFor({ user: reaper }));
+      url.port = String(proxy.port);
+      daemon = await startDaemon(
+        validateConfig({ schedule: '0 0 1 1 *', http: { host: '127.0.0.1', port: 0 }, targets: [{ name: 'flaky', connectionString: url.toString(), connectTimeout: '1s' }], policies: [{ name: 'idle', maxIdle: '1h' }] }),
+        { logger: createLogger('info', log.stream), version: 'test' },
+      );
+      await daemon.startupRuns();
+      expect(log.lines.find((l) => l.msg?.toString().startsWith('connected to PostgreSQL'))).toMatchObject({ target: 'flaky', role: reaper, superuser: false, readAllStats: true, signalBackend: true });
+      await proxy.down();
+      for (let i = 0; i < 3; i++) await daemon.runNow('flaky');
+      await proxy.up();
+      await daemon.runNow('flaky');
+      const lines = log.lines.filter((l) => l.target === 'flaky' && l.level !== 'info' ? true : /target is|connected to/.test(String(l.msg)));
+      expect(lines.map((l) => [l.level, l.msg])).toEqual([
+        ['info', 'connected to PostgreSQL ' + String(lines[0]!.serverVersion) + ' as ' + reaper],
+        ['error', 'target is down: cannot read pg_stat_activity; every run keeps trying, and its recovery is logged'],
+        ['info', 'target is back up'],
+      ]);
+      expect(lines[2]!.downSeconds).toBeGreaterThanOrEqual(0);
+      const body = (await get(daemon.http.port, '/metrics')).body;
+      expect(body).toMatch(/pg_reaper_runs_total\{target="flaky",result="failure"\} 3/);
+      expect(body).toMatch(new RegExp(`pg_reaper_target_info\\{target="flaky",server_version="[0-9.]+",superuser="false",read_all_stats="true",signal_backend="true"\\} 1`));
+    } finally {
+      await daemon?.stop();
+      daemon = undefined;
+      await proxy.close();
+    }
   });
 
   it('runs on its cron schedule and counts a trigger that finds the previous run still going as an overlap', async () => {

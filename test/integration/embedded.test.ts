@@ -89,7 +89,7 @@ const s = await startEmbeddedPostgres({}); console.log(s.port); setInterval(() =
     expect(code).toBe(130);
     const lines = out.trimEnd().split('\n');
     expect(lines.at(-1)).toBe('interrupted (SIGINT): daemon stopped, throwaway server stopped and removed');
-    expect(lines.indexOf(lines.find((l) => l.includes('info: stopped'))!)).toBeLessThan(lines.length - 1);
+    expect(lines.indexOf(lines.find((l) => /\d\d:\d\d:\d\d stopped$/.test(l))!)).toBeLessThan(lines.length - 1);
     expect(out).not.toMatch(/\n\s+at /); // no stack trace
     expect(newDirs(before)).toEqual([]);
   });

@@ -89,8 +89,8 @@ describe('exemptions', () => {
     expect(await s.alive([victim.pid, byUser.pid, byApp.pid, byDb.pid])).toEqual(new Set([byUser.pid, byApp.pid, byDb.pid]));
   });
 
-  it('matches and exempts by client address: CIDR for TCP, "local" for Unix sockets', async () => {
-    if (!socketDir()) throw new Error('this scenario needs the Unix socket directory: set PG_SOCKET_DIR with DATABASE_URL');
+  // with DATABASE_URL on another machine there is no socket to reach: skipped, and the run says so
+  it.skipIf(!socketDir())('matches and exempts by client address: CIDR for TCP, "local" for Unix sockets (needs the server\'s Unix socket on this machine)', async () => {
     const tag = unique('t-addr');
     const tcp = await s.session({ user: app, application: `${tag}-tcp` });
     const local = await s.session({ user: app, application: `${tag}-local`, socket: true });

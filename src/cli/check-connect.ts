@@ -1,0 +1,42 @@
+import type { Config } from '../config/schema.js';
+import { readSnapshot } from '../db/snapshot.js';
+import { openTarget } from '../db/target.js';
+import { privilegeWarnings } from '../run/report.js';
+import { describeError } from '../util/errors.js';
+import { plural } from '../util/plural.js';
+
+// `pg-reaper check --connect`: what the reaper can do on each server, one line per target.
+// ok is false when a target is unreachable or the reaper cannot read other roles' sessions.
+
+export interface ConnectCheck {
+  target: string;
+  ok: boolean;
+  line: string;
+}
+
+const yesNo = (b: boolean) => (b ? 'yes' : 'no');
+
+export async function checkConnections(config: Config): Promise<ConnectCheck[]> {
+  return Promise.all(
+    config.targets.map(async (t): Promise<ConnectCheck> => {
+      const db = openTarget(t, { applicationName: config.applicationName });
+      try {
+        const snap = await readSnapshot(db, { withQuery: false });
+        const p = snap.privileges;
+        const seen = snap.sessions.length;
+        const judged = snap.sessions.filter((s) => s.backendStart !== null).length;
+        const signalled = snap.sessions.filter((s) => s.backendStart !== null && s.canSignal).length;
+        const readsAll = p.superuser || p.readAllStats;
+        const line =
+          `${t.name}: PostgreSQL ${snap.server.version} as ${snap.server.user}: superuser ${yesNo(p.superuser)}, pg_read_all_stats ${yesNo(readsAll)}, pg_signal_backend ${yesNo(p.superuser || p.signalBackend)}; ` +
+          `sees ${plural(seen, 'client session')}, can judge ${judged} and signal ${signalled}` +
+          privilegeWarnings(p, snap.server.user).map((w) => `; ${w}`).join('');
+        return { target: t.name, ok: readsAll, line };
+      } catch (err) {
+        return { target: t.name, ok: false, line: `${t.name}: UNREACHABLE: ${describeError(err)}` };
+      } finally {
+        await db.close().catch(() => undefined);
+      }
+    }),
+  );
+}

@@ -1,0 +1,94 @@
+import { formatDuration } from '../config/duration.js';
+import type { Selector } from '../config/schema.js';
+import type { Session, Snapshot } from '../db/session.js';
+import { AddressSet } from '../policy/address.js';
+import type { CompiledPolicy } from '../policy/compile.js';
+import { compileGlob } from '../policy/glob.js';
+import { violation } from './planner.js';
+
+// Why a session was not acted on, for `debug` logs ("why was this session not reaped?"). Pure,
+// and only called when debug is on: it tests each selector entry on its own to name the one
+// that matched, which the planner's fast path never does.
+
+export interface NotActedOn {
+  session: Session;
+  why: string;
+}
+
+const LISTS = [
+  ['users', (s: Session) => s.user],
+  ['databases', (s: Session) => s.database],
+  ['applications', (s: Session) => s.application],
+] as const;
+
+/** The first entry of a selector that matches the session, as "users \"postgres\"", or undefined. */
+function matchingEntry(sel: Selector, s: Session): string | undefined {
+  for (const [list, value] of LISTS) {
+    const v = value(s);
+    const hit = v === null ? undefined : sel[list].find((g) => compileGlob(g).test(v));
+    if (hit !== undefined) return `${list} "${hit}"`;
+  }
+  const addr = sel.clientAddresses.find((a) => new AddressSet([a]).test(s.clientAddr, s.local));
+  return addr === undefined ? undefined : `clientAddresses "${addr}"`;
+}
+
+/** The first non-empty list of a match selector that does not match, as "users (app)". */
+function failingList(sel: Selector, s: Session): string | undefined {
+  for (const [list, value] of LISTS) {
+    const v = value(s);
+    if (sel[list].length && (v === null || !sel[list].some((g) => compileGlob(g).test(v)))) return `${list} does not match ${JSON.stringify(v)}`;
+  }
+  if (sel.clientAddresses.length && !new AddressSet(sel.clientAddresses).test(s.clientAddr, s.local)) return `clientAddresses does not match ${s.local ? 'local' : JSON.stringify(s.clientAddr)}`;
+  return undefined;
+}
+
+const ago = (nowMs: number, at: number | null) => (at === null ? undefined : formatDuration(nowMs - at));
+
+function underThresholds(p: CompiledPolicy, s: Session, nowMs: number): string {
+  const t = p.thresholds;
+  const parts: string[] = [];
+  const state = s.state ?? 'unknown';
+  const check = (key: string, limit: number | undefined, applies: boolean, age: string | undefined, what: string) => {
+    if (limit === undefined) return;
+    parts.push(applies ? `${what} ${age ?? '?'} <= ${key} ${formatDuration(limit)}` : `${key}: not ${what}`);
+  };
+  check('maxIdle', t.maxIdle, state === 'idle', ago(nowMs, s.stateChangeMs), 'idle');
+  check('maxIdleInTransaction', t.maxIdleInTransaction, state.startsWith('idle in transaction'), ago(nowMs, s.stateChangeMs), 'idle in transaction');
+  check('maxQueryDuration', t.maxQueryDuration, state === 'active', ago(nowMs, s.queryStartMs), 'active');
+  check('maxTransactionDuration', t.maxTransactionDuration, s.xactStartMs !== null, ago(nowMs, s.xactStartMs), 'in a transaction');
+  check('maxConnectionAge', t.maxConnectionAge, true, ago(nowMs, s.backendStartMs), 'connected');
+  return `under threshold (${parts.join(', ')})`;
+}
+
+/** Each session of the snapshot that no decision names, with why, policy by policy. */
+export function explain(snapshot: Snapshot, policies: readonly CompiledPolicy[], applicationName: string, decided: ReadonlySet<number>): NotActedOn[] {
+  const out: NotActedOn[] = [];
+  for (const s of snapshot.sessions) {
+    if (decided.has(s.pid)) continue;
+    if (s.backendStart === null) {
+      out.push({ session: s, why: "not visible to our role (its state and times are hidden without pg_read_all_stats): never judged" });
+      continue;
+    }
+    if (s.application === applicationName) {
+      out.push({ session: s, why: `application_name is ours ("${applicationName}"): never reaped` });
+      continue;
+    }
+    if (policies.length === 0) {
+      out.push({ session: s, why: 'no policy applies to this target' });
+      continue;
+    }
+    const reasons = policies.map((p) => {
+      const global = matchingEntry(p.globalExempt.selector, s);
+      if (global) return `${p.name}: exempt by global exempt.${global}`;
+      const outOfScope = failingList(p.match.selector, s);
+      if (outOfScope) return `${p.name}: out of scope (match.${outOfScope})`;
+      const exempt = matchingEntry(p.exempt.selector, s);
+      if (exempt) return `${p.name}: exempt by exempt.${exempt}`;
+      const v = violation(s, p.thresholds, snapshot.nowMs);
+      if (v) return `${p.name}: over ${v.reason} but spared by the policy's rules`;
+      return `${p.name}: ${underThresholds(p, s, snapshot.nowMs)}`;
+    });
+    out.push({ session: s, why: reasons.join('; ') });
+  }
+  return out;
+}
