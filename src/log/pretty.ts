@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 // Log lines a person reads on a terminal: the same records as the JSON lines, one readable line
 // each. The daemon (logFormat: pretty) and the demo use this one formatter.
 
-const HIDDEN = new Set(['level', 'time', 'name', 'msg', 'pid', 'hostname']);
+const HIDDEN = new Set(['level', 'time', 'name', 'msg']);
 const str = (v: unknown) => (typeof v === 'string' ? v : JSON.stringify(v));
 
 export function prettyLine(e: Record<string, unknown>, opts: { runLines?: boolean } = {}): string | undefined {

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
@@ -283,5 +283,94 @@ describe('pg-reaper check and usage', () => {
     expect(help.stdout).toContain('pg-reaper once [--dry-run] [--json]');
     const version = await cli(['--version']);
     expect(version.stdout).toMatch(/^pg-reaper \d+\.\d+\.\d+\n$/);
+  });
+});
+
+describe('operator experience', () => {
+  it('check --connect prints what the reaper can do per target; exit 1 for an unreachable target or hidden sessions', async () => {
+    const blind = await ensureRole(s.admin, 'blind_reaper_t', 'NOSUPERUSER');
+    await s.admin.query('REVOKE pg_read_all_stats, pg_signal_backend FROM blind_reaper_t');
+    const other = await s.session({ user: app, application: unique('t-seen') });
+    const yaml = (targets: string) => `targets:\n${targets}policies: [{ name: idle, maxIdle: 1h }]\n`;
+    const good = await cli(['check', '--connect', '-c', writeConfig('connect-ok.yaml', yaml(`  - { name: main, connectionString: "${urlFor({ user: reaper })}" }\n`))]);
+    expect(good.code).toBe(0);
+    const line = good.stdout.split('\n')[1]!;
+    expect(line).toMatch(/^main: PostgreSQL \d+\.\d+\S* as reaper_t: superuser no, pg_read_all_stats yes, pg_signal_backend yes; sees \d+ client sessions?, can judge \d+ and signal \d+$/);
+
+    const bad = await cli(['check', '--connect', '-c', writeConfig('connect-bad.yaml', yaml(`  - { name: blind, connectionString: "${urlFor({ user: blind })}" }\n  - { name: down, host: 127.0.0.1, port: 1, user: x, database: x, connectTimeout: 2s }\n`))]);
+    expect(bad.code).toBe(1);
+    const [, blindLine, downLine] = bad.stdout.trimEnd().split('\n');
+    expect(blindLine).toMatch(/^blind: PostgreSQL .* as blind_reaper_t: superuser no, pg_read_all_stats no, pg_signal_backend no; sees \d+ client sessions, can judge \d+ and signal \d+; cannot see other roles' sessions .*: run GRANT pg_read_all_stats TO blind_reaper_t;; can only signal .*: run GRANT pg_signal_backend TO blind_reaper_t;$/);
+    // the other role's session is seen (counted) but cannot be judged
+    const [, seen, judged] = /sees (\d+) client sessions?, can judge (\d+)/.exec(blindLine!)!;
+    expect(Number(seen)).toBeGreaterThan(Number(judged));
+    expect(downLine).toMatch(/^down: UNREACHABLE: connect ECONNREFUSED 127\.0\.0\.1:1$/);
+    expect(await s.isAlive(other.pid)).toBe(true);
+  });
+
+  it('--log-format pretty prints one readable line per action and per run; debug says why a session was not acted on', async () => {
+    const tag = unique('t-pretty');
+    const victim = await s.session({ user: app, application: `${tag}-a` });
+    const spared = await s.session({ user: app, application: `${tag}-keep` });
+    await s.agedOver(victim.pid, 300);
+    const file = writeConfig(
+      'pretty.yaml',
+      `logLevel: debug\ntargets: [{ name: main, connectionString: "\${REAPER_URL}" }]\npolicies:\n  - name: idle\n    maxIdle: 300ms\n    match: { applications: ["${tag}-*"] }\n    exempt: { applications: ["${tag}-keep"] }\n`,
+    );
+    const r = await cli(['once', '--log-format', 'pretty', '-c', file], { REAPER_URL: urlFor({ user: reaper }) });
+    expect(r.code).toBe(0);
+    const lines = r.stderr.trimEnd().split('\n');
+    expect(lines.some((l) => l.startsWith('{'))).toBe(false);
+    expect(lines).toContainEqual(expect.stringMatching(new RegExp(`^\\d\\d:\\d\\d:\\d\\d terminated +pid ${victim.pid} app_t@postgres \\(${tag}-a, 127\\.0\\.0\\.1\\): idle [\\d.]+s > 0\\.3s \\[main/idle\\]$`)));
+    expect(lines).toContainEqual(expect.stringMatching(/^\d\d:\d\d:\d\d run finished main: \d+ sessions, terminated 1 \(\d+ms\)$/));
+    expect(lines).toContainEqual(expect.stringMatching(new RegExp(`DEBUG not acted on .*pid=${spared.pid} .*why=idle: exempt by exempt\\.applications "${tag}-keep"`)));
+  });
+
+  it('resolves a relative passwordFile against the config file, from any working directory', async () => {
+    const tag = unique('t-rel');
+    const victim = await s.session({ user: app, application: `${tag}-a` });
+    await s.agedOver(victim.pid, 300);
+    const sub = join(dir, 'conf');
+    mkdirSync(sub, { recursive: true });
+    writeFileSync(join(sub, 'reaper.pw'), `${PASSWORD}\n`);
+    const url = new URL(urlFor({ user: reaper }));
+    url.password = '';
+    writeFileSync(join(sub, 'rel.yaml'), `targets: [{ name: main, connectionString: "${url}", passwordFile: reaper.pw }]\npolicies: [{ name: idle, maxIdle: 300ms, match: { applications: ["${tag}-*"] } }]\n`);
+    const child = spawn(process.execPath, [CLI, 'once', '--json', '-c', join(sub, 'rel.yaml')], { cwd: tmpdir(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const [code] = (await once(child, 'exit')) as [number];
+    expect(code).toBe(0);
+    expect(JSON.parse(out.trim())).toMatchObject({ pid: victim.pid, outcome: 'terminated' });
+  });
+
+  it('each verb has its own --help with an example', async () => {
+    for (const verb of ['run', 'check', 'once', 'demo']) {
+      const r = await cli([verb, '--help']);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(new RegExp(`^pg-reaper ${verb}`));
+      expect(r.stdout).toContain('Example:');
+    }
+    expect((await cli(['--help'])).stdout).toMatch(/pg-reaper demo .*\n.*needs a git checkout/);
+    expect((await cli(['once', '--connect'])).stderr).toContain('--connect only applies to "check"');
+    const one = await cli(['check', '-c', writeConfig('one.yaml', 'targets: [{ name: a, host: h }]\npolicies: [{ name: p, maxIdle: 1m }]\n')]);
+    expect(one.stdout).toMatch(/ok: 1 target \(a\), 1 policy \(p\),/);
+  });
+
+  it('SIGTERM to "npm start" reaches the daemon: npm exits 0 and nothing is left running', async () => {
+    const file = writeConfig('npm-start.yaml', daemonYaml(unique('t-npm')));
+    const npm = spawn('npm', ['start', '--silent', '--', '-c', file], { cwd: join(import.meta.dirname, '../..'), env: { ...process.env, REAPER_URL: urlFor({ user: reaper }) }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    npm.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const deadline = Date.now() + 20_000;
+    while (!out.includes('pg-reaper started') && Date.now() < deadline) await sleep(50);
+    const started = JSON.parse(out.split('\n').find((l) => l.includes('pg-reaper started'))!) as { pid: number; port: number };
+    expect(started.pid).not.toBe(npm.pid);
+    npm.kill('SIGTERM');
+    const [code] = (await once(npm, 'exit')) as [number | null];
+    expect(code).toBe(0);
+    expect(out).toContain('"msg":"stopped"');
+    expect(() => process.kill(started.pid, 0)).toThrow(); // the daemon is gone
+    await expect(fetch(`http://127.0.0.1:${started.port}/livez`)).rejects.toThrow();
   });
 });

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# npm run test:package: what `npm install -g pg-reaper` gives an operator. Packs a fresh clone of
+# the committed tree (prepack builds it), checks the tarball's contents, installs it into a
+# temporary prefix, and runs the installed pg-reaper. Leaves nothing behind.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+fail() { echo "test:package: FAIL: $*" >&2; exit 1; }
+
+git clone --quiet . "$work/clone"
+ln -s "$PWD/node_modules" "$work/clone/node_modules"   # dev dependencies for prepack's build
+[ ! -e "$work/clone/dist" ] || fail "a fresh clone already has dist/"
+tarball=$(cd "$work/clone" && npm pack --silent --pack-destination "$work" | tail -n 1)
+contents=$(tar -tzf "$work/$tarball")
+for f in package/dist/src/cli.js package/dist/src/embedded/keeper.js package/LICENSE package/README.md package/config.example.yaml package/package.json; do
+  grep -qx "$f" <<<"$contents" || fail "$f is not in $tarball"
+done
+! grep -q '\.map$' <<<"$contents" || fail "source maps in the package point at sources it does not ship"
+! grep -qE '^package/(src|test|bench)/' <<<"$contents" || fail "sources, tests or benchmarks in the package"
+echo "ok: $tarball holds the built program ($(wc -l <<<"$contents") files)"
+
+npm install --global --prefix "$work/prefix" --no-audit --no-fund --loglevel=error "$work/$tarball"
+bin="$work/prefix/bin/pg-reaper"
+version=$(node -p 'require("./package.json").version')
+[ "$("$bin" --version)" = "pg-reaper $version" ] || fail "--version: $("$bin" --version)"
+DATABASE_URL='postgres://reaper@127.0.0.1:5432/postgres' "$bin" check -c config.example.yaml | grep -q ': ok: ' || fail "check on config.example.yaml"
+set +e
+demo=$("$bin" demo 2>&1); code=$?
+set -e
+[ "$code" = 1 ] && [ "$(wc -l <<<"$demo")" = 1 ] && grep -q 'git checkout' <<<"$demo" || fail "demo from the installed package: exit $code: $demo"
+echo "ok: the installed pg-reaper $version runs --version, check and says what to do for demo"

@@ -1,0 +1,69 @@
+import { describe, expect, it } from 'vitest';
+import { validateConfig } from '../../src/config/load.js';
+import { prettyLine } from '../../src/log/pretty.js';
+import { explain } from '../../src/plan/explain.js';
+import { plan } from '../../src/plan/planner.js';
+import { compilePolicies } from '../../src/policy/compile.js';
+import { session, snapshot } from '../helpers/sessions.js';
+
+// "Why was this session not reaped?": the debug explanation, with a fixed clock.
+
+const policiesOf = (policies: unknown[], extra: Record<string, unknown> = {}) =>
+  compilePolicies(validateConfig({ targets: [{ name: 't', host: 'db' }], policies, ...extra }), 't');
+
+function why(sessions: ReturnType<typeof session>[], policies: unknown[], extra: Record<string, unknown> = {}): string[] {
+  const compiled = policiesOf(policies, extra);
+  const snap = snapshot(sessions);
+  const decided = new Set(plan(snap, compiled, { target: 't', applicationName: 'pg-reaper' }).map((d) => d.session.pid));
+  return explain(snap, compiled, 'pg-reaper', decided).map((n) => n.why);
+}
+
+describe('explain', () => {
+  it('names what spared each session: visibility, our name, which exempt entry, which match list, which threshold', () => {
+    expect(
+      why(
+        [
+          session({ idleFor: 60, backendStart: null, state: null }),
+          session({ idleFor: 60, application: 'pg-reaper' }),
+          session({ idleFor: 60, user: 'postgres' }),
+          session({ idleFor: 60, database: 'other' }),
+          session({ idleFor: 60, application: 'psql' }),
+          session({ idleFor: 5 }),
+          session({ activeFor: 5 }),
+          session({ idleFor: 60, local: true, clientAddr: null }),
+        ],
+        [{ name: 'idle', maxIdle: '10s', maxConnectionAge: '1h', match: { databases: ['shop'] }, exempt: { applications: ['ps*'], clientAddresses: ['local'] } }],
+        { exempt: { users: ['postgres'] } },
+      ),
+    ).toEqual([
+      'not visible to our role (its state and times are hidden without pg_read_all_stats): never judged',
+      'application_name is ours ("pg-reaper"): never reaped',
+      'idle: exempt by global exempt.users "postgres"',
+      'idle: out of scope (match.databases does not match "other")',
+      'idle: exempt by exempt.applications "ps*"',
+      'idle: under threshold (idle 5s <= maxIdle 10s, connected 6s <= maxConnectionAge 1h)',
+      'idle: under threshold (maxIdle: not idle, connected 6s <= maxConnectionAge 1h)',
+      'idle: exempt by exempt.clientAddresses "local"',
+    ]);
+  });
+
+  it('lists every policy in order, and says when no policy applies', () => {
+    expect(why([session({ idleFor: 5 })], [{ name: 'a', maxIdle: '10s' }, { name: 'b', maxQueryDuration: '1m', match: { users: ['etl'] } }])).toEqual([
+      'a: under threshold (idle 5s <= maxIdle 10s); b: out of scope (match.users does not match "app")',
+    ]);
+    expect(why([session({ idleFor: 5 })], [{ name: 'a', maxIdle: '10s', targets: ['t'] }])).toHaveLength(1);
+  });
+});
+
+describe('pretty log lines', () => {
+  it('one readable line per action, per run, and for anything else', () => {
+    expect(
+      prettyLine({ level: 'info', time: '2026-11-22T04:30:52.101Z', target: 'primary', policy: 'iit', reason: 'idle_in_transaction', action: 'terminate', outcome: 'terminated', pid: 3115, user: 'app', database: 'shop', application: 'report-job', clientAddr: '10.1.2.3', stateSeconds: 132.4, thresholdSeconds: 120 }),
+    ).toBe('04:30:52 terminated      pid 3115 app@shop (report-job, 10.1.2.3): idle_in_transaction 132.4s > 120s [primary/iit]');
+    expect(prettyLine({ level: 'info', time: '2026-11-22T04:30:52.101Z', target: 'primary', result: 'success', durationSeconds: 0.012, sessions: 1, actions: { terminated: 1 }, msg: 'run finished' })).toBe(
+      '04:30:52 run finished primary: 1 session, terminated 1 (12ms)',
+    );
+    expect(prettyLine({ level: 'error', time: '2026-11-22T04:30:52.101Z', target: 'down', error: 'connect ECONNREFUSED', msg: 'target is down' })).toBe('04:30:52 ERROR target is down  target=down error=connect ECONNREFUSED');
+    expect(prettyLine({ level: 'info', msg: 'run finished', target: 'x', durationSeconds: 0 }, { runLines: false })).toBeUndefined();
+  });
+});
