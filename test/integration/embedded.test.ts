@@ -13,14 +13,29 @@ import { nativeDir, startEmbeddedPostgres } from '../../src/embedded/embedded-po
 
 const ROOT = join(import.meta.dirname, '../..');
 const isRoot = process.getuid?.() === 0;
-const ours = () => new Set(readdirSync(tmpdir()).filter((n) => n.startsWith('pg-reaper-pg-')));
-const newDirs = (before: Set<string>) => [...ours()].filter((n) => !before.has(n));
+// The servers started here get a temp directory of their own (TMPDIR), so what is left behind is
+// counted exactly even while other suites run on the machine. 0711: the postgres OS user (as root)
+// must be able to pass through it.
 let scratch: string;
+let tmp: string;
+let savedTmpdir: string | undefined;
+const ours = () => new Set(readdirSync(tmp).filter((n) => n.startsWith('pg-reaper-pg-')));
+const newDirs = (before: Set<string>) => [...ours()].filter((n) => !before.has(n));
 
 beforeAll(() => {
   scratch = mkdtempSync(join(tmpdir(), 'pg-reaper-embedded-test-'));
+  tmp = join(scratch, 'tmp');
+  mkdirSync(tmp, { mode: 0o711 });
+  chmodSync(scratch, 0o711);
+  chmodSync(tmp, 0o711);
+  savedTmpdir = process.env.TMPDIR;
+  process.env.TMPDIR = tmp;
 });
-afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+afterAll(() => {
+  if (savedTmpdir === undefined) delete process.env.TMPDIR;
+  else process.env.TMPDIR = savedTmpdir;
+  rmSync(scratch, { recursive: true, force: true });
+});
 
 async function waitUntil(check: () => boolean, what: string, ms = 15_000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -46,7 +61,7 @@ describe('embedded PostgreSQL', () => {
       expect((await c.query<{ user: string }>('SELECT current_user AS user')).rows[0]!.user).toBe('postgres');
       await c.end();
       // no password file outlives initdb
-      expect(readdirSync(join(tmpdir(), dir!)).filter((n) => /pw/.test(n))).toEqual([]);
+      expect(readdirSync(join(tmp, dir!)).filter((n) => /pw/.test(n))).toEqual([]);
     } finally {
       await server.stop();
     }
