@@ -314,6 +314,8 @@ describe('visibility', () => {
     expect(report.ok).toBe(true);
     expect(report.snapshot!.privileges).toEqual({ superuser: false, signalBackend: false, readAllStats: false });
     expect(report.results).toEqual([]);
+    // counted (as state unknown), never judged
+    expect(report.snapshot!.sessions.find((x) => x.pid === a.pid)).toMatchObject({ state: null, backendStart: null });
     expect(await s.isAlive(a.pid)).toBe(true);
   });
 });
