@@ -2,6 +2,7 @@ import { Cron } from 'croner';
 import { z } from 'zod';
 import { addressError } from '../policy/address.js';
 import { redact } from '../util/errors.js';
+import { DEFAULT_LOCK_KEY } from '../coord/lock-key.js';
 import { parseConnInfo, SSL_MODES } from './conninfo.js';
 import { parseDuration } from './duration.js';
 
@@ -127,6 +128,16 @@ const policy = z.strictObject({
   maxActionsPerRun: integer(1).optional(),
 });
 
+const int4 = z.preprocess((v) => (typeof v === 'string' && /^-?\d+$/.test(v.trim()) ? Number(v) : v), z.number().int().min(-2147483648).max(2147483647));
+
+const coordination = z.strictObject({
+  mode: z.enum(['none', 'advisory-lock']).default('none'),
+  lockKey: int4.default(DEFAULT_LOCK_KEY),
+  leaseTimeout: duration('30s')
+    .default(30_000)
+    .refine((ms) => ms >= 6000, { message: 'expected a leaseTimeout of at least 6s (keepalive probes are counted in whole seconds)' }),
+});
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export const configSchema = z
@@ -135,6 +146,7 @@ export const configSchema = z
     timezone: timeZone.optional(),
     scheduleJitter: durationOrZero('2s').default(0),
     maxConcurrentRuns: integer(1).default(32),
+    coordination: coordination.default({ mode: 'none', lockKey: DEFAULT_LOCK_KEY, leaseTimeout: 30_000 }),
     dryRun: boolean.default(false),
     logLevel: z.enum(LOG_LEVELS).default('info'),
     logFormat: z.enum(['json', 'pretty']).optional(),

@@ -1,5 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Config } from '../config/schema.js';
+import { AdvisoryLease } from '../coord/advisory-lease.js';
+import { targetKey } from '../coord/lock-key.js';
 import { openTarget, type TargetDb } from '../db/target.js';
 import { startHttpServer, type HttpServer } from '../http/server.js';
 import type { Logger } from '../log/logger.js';
@@ -39,6 +41,8 @@ interface TargetState {
   name: string;
   db: TargetDb;
   policies: CompiledPolicy[];
+  /** With coordination: the target's advisory lock. */
+  lease?: AdvisoryLease;
 }
 
 interface Generation {
@@ -73,7 +77,7 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
   const runOne = async (gen: Generation, name: string): Promise<void> => {
     const t = gen.targets.get(name)!;
     const c = gen.config;
-    const report = await runTarget(settingsFor(c, name, t.policies), systemDeps(t.db));
+    const report = await runTarget(settingsFor(c, name, t.policies), systemDeps(t.db, t.lease && ((db, connection) => t.lease!.hold(db, connection))));
     try {
       const { quietFailure } = watch.observe(report);
       logRun(logger, report, c.logQueryText, quietFailure);
@@ -93,7 +97,8 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
         try {
           const policies = compilePolicies(config, t.name);
           const db = open(t, { applicationName: config.applicationName, onError: (error) => logger.warn({ target: t.name, error }, 'idle connection closed') });
-          targets.set(t.name, { name: t.name, db, policies });
+          const lease = config.coordination.mode === 'advisory-lock' ? new AdvisoryLease(config.coordination.lockKey, targetKey(t.name), config.coordination.leaseTimeout) : undefined;
+          targets.set(t.name, { name: t.name, db, policies, ...(lease ? { lease } : {}) });
         } catch (err) {
           throw new Error(`target ${t.name}: ${describeError(err)}`);
         }

@@ -14,6 +14,11 @@ import type { Db } from './db.js';
 
 export interface TargetDb extends Db {
   readonly name: string;
+  /**
+   * Runs `fn` on one connection held for its whole length. `connection` is a token that stays the
+   * same for as long as the server session does: a new connection gets a new token.
+   */
+  withConnection<T>(fn: (db: Db, connection: object) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -140,31 +145,48 @@ export function openTarget(t: TargetConfig, opts: TargetOptions): TargetDb {
     }
   };
 
-  return {
-    name: t.name,
-    // connect() + client.query() rather than pool.query(): pg-pool keeps the callback of the
-    // call that opened a connection reachable from that connection's listeners, so with
-    // pool.query() every kept connection retained its first result set (a whole snapshot).
+  // the token of each connection (one per server session)
+  const tokens = new WeakMap<pg.PoolClient, object>();
+
+  // A query on a held client. A server error (with a SQLSTATE) leaves the connection usable;
+  // anything else, such as a client-side timeout or a dropped socket, leaves it in an unknown
+  // state: it is discarded at release.
+  const on = (client: pg.PoolClient, state: { broken?: Error }): Db => ({
     async query<R extends object>(sql: string, params?: readonly unknown[]) {
-      const client = await connect();
-      let broken: Error | undefined;
-      // A connection that drops while checked out emits 'error' as well as failing the query;
-      // pg-pool listens only to idle connections, and an unheard 'error' would end the process.
-      const onError = (err: Error) => void (broken = err);
-      client.on('error', onError);
       try {
         return (await client.query<R>(sql, params as unknown[] | undefined)).rows;
       } catch (err) {
-        // a server error (with a SQLSTATE) leaves the connection usable; anything else, such as
-        // a client-side timeout or a dropped socket, leaves it in an unknown state: discard it
         const code = (err as { code?: unknown }).code;
-        if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) broken = err as Error;
+        if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) state.broken = err as Error;
         throw err;
-      } finally {
-        client.off('error', onError);
-        client.release(broken);
       }
     },
+  });
+
+  // connect() + client.query() rather than pool.query(): pg-pool keeps the callback of the call
+  // that opened a connection reachable from that connection's listeners, so with pool.query()
+  // every kept connection retained its first result set (a whole snapshot).
+  const withConnection = async <T>(fn: (db: Db, connection: object) => Promise<T>): Promise<T> => {
+    const client = await connect();
+    const state: { broken?: Error } = {};
+    // A connection that drops while held emits 'error' as well as failing the query; pg-pool
+    // listens only to idle connections, and an unheard 'error' would end the process.
+    const onError = (err: Error) => void (state.broken = err);
+    client.on('error', onError);
+    let token = tokens.get(client);
+    if (!token) tokens.set(client, (token = {}));
+    try {
+      return await fn(on(client, state), token);
+    } finally {
+      client.off('error', onError);
+      client.release(state.broken);
+    }
+  };
+
+  return {
+    name: t.name,
+    query: (sql, params) => withConnection((db) => db.query(sql, params)),
+    withConnection,
     close: () => pool.end(),
   };
 }

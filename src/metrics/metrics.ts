@@ -6,11 +6,13 @@ import { REASONS, type Reason } from '../plan/planner.js';
 // Every metric pg-reaper exports, named once. Labels are bounded: target and policy come from
 // the config, state/reason/action/outcome from fixed lists. Never a pid, user, query or error.
 
-export type RunResultLabel = 'success' | 'failure' | 'overlap';
+export const RUN_RESULTS = ['success', 'failure', 'overlap', 'standby'] as const;
+export type RunResultLabel = (typeof RUN_RESULTS)[number];
 
 export interface Metrics {
   registry: Registry;
   targetUp: Gauge<'target'>;
+  leader: Gauge<'target'>;
   targetInfo: Gauge<'target' | 'server_version' | 'superuser' | 'read_all_stats' | 'signal_backend'>;
   /** The target_info labels set per target, to replace them when they change. */
   infoSeen: Map<string, Record<string, string>>;
@@ -43,7 +45,8 @@ export function createMetrics(version: string, opts: { defaultMetrics?: boolean 
       registers,
     }),
     infoSeen: new Map(),
-    runs: new Counter({ name: 'pg_reaper_runs_total', help: 'Scheduled runs by result: success, failure, or overlap (skipped: the previous run was still going).', labelNames: ['target', 'result'], registers }),
+    leader: new Gauge({ name: 'pg_reaper_leader', help: '1 when this replica acted on the target at its last run (with coordination: it holds the lock), 0 when it stood by or failed.', labelNames: ['target'], registers }),
+    runs: new Counter({ name: 'pg_reaper_runs_total', help: 'Runs by result: success, failure, overlap (skipped: the previous run was still going), standby (another replica holds the lock).', labelNames: ['target', 'result'], registers }),
     runDuration: new Histogram({
       name: 'pg_reaper_run_duration_seconds',
       help: 'Duration of a run: snapshot, plan, signals and exit confirmation.',
@@ -66,7 +69,8 @@ export function createMetrics(version: string, opts: { defaultMetrics?: boolean 
 /** Zero series for every target, state and (policy, reason) up front, so alerts see them before the first event. */
 export function initTargetSeries(m: Metrics, target: string, policies: readonly CompiledPolicy[]): void {
   m.targetUp.set({ target }, 0);
-  for (const result of ['success', 'failure', 'overlap'] as const) m.runs.inc({ target, result }, 0);
+  m.leader.set({ target }, 0);
+  for (const result of RUN_RESULTS) m.runs.inc({ target, result }, 0);
   for (const state of STATE_LABELS) {
     m.sessions.set({ target, state }, 0);
     m.maxStateAge.set({ target, state }, 0);
@@ -88,13 +92,13 @@ export const ALERTED_OUTCOMES = ['failed', 'denied'] as const;
 
 /** Forget a target removed by a reload, so it does not linger as a stale or "down" series. */
 export async function dropTargetSeries(m: Metrics, target: string): Promise<void> {
-  for (const g of [m.targetUp, m.lastRun, m.lastSuccess]) g.remove({ target });
+  for (const g of [m.targetUp, m.leader, m.lastRun, m.lastSuccess]) g.remove({ target });
   const info = m.infoSeen.get(target);
   if (info) m.targetInfo.remove(info);
   m.infoSeen.delete(target);
   for (const v of (await m.actions.get()).values) if (v.labels.target === target) m.actions.remove(v.labels as Record<string, string>);
   m.runDuration.remove({ target });
-  for (const result of ['success', 'failure', 'overlap'] as const) m.runs.remove({ target, result });
+  for (const result of RUN_RESULTS) m.runs.remove({ target, result });
   for (const state of STATE_LABELS) {
     m.sessions.remove({ target, state });
     m.maxStateAge.remove({ target, state });

@@ -61,7 +61,8 @@ export function logRun(logger: Logger, report: RunReport, logQueryText: boolean,
     actions: outcomeCounts(report.results),
     ...(report.error ? { error: report.error } : {}),
   };
-  if (report.ok) logger.info(summary, 'run finished');
+  if (report.standby) logger.debug({ target: report.target }, 'standing by: another replica holds the lock');
+  else if (report.ok) logger.info(summary, 'run finished');
   else if (quietFailure && !report.snapshot) logger.debug(summary, 'run failed');
   else logger.error(summary, 'run failed');
 }
@@ -87,12 +88,14 @@ export function targetInfoLabels(target: string, snap: Snapshot): Record<string,
 
 export function recordRun(m: Metrics, report: RunReport): void {
   const target = report.target;
-  m.runs.inc({ target, result: report.ok ? 'success' : 'failure' });
+  m.runs.inc({ target, result: report.standby ? 'standby' : report.ok ? 'success' : 'failure' });
   m.runDuration.observe({ target }, report.durationSeconds);
   m.lastRun.set({ target }, report.finishedAtMs / 1000);
   if (report.ok) m.lastSuccess.set({ target }, report.finishedAtMs / 1000);
   const snap = report.snapshot;
-  m.targetUp.set({ target }, snap ? 1 : 0);
+  // a replica standing by reached the server too
+  m.targetUp.set({ target }, snap || report.standby ? 1 : 0);
+  m.leader.set({ target }, snap ? 1 : 0);
   if (!snap) return;
   const info = targetInfoLabels(target, snap);
   const before = m.infoSeen.get(target);

@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config/schema.js';
 import type { Db } from '../db/db.js';
+import type { TargetDb } from '../db/target.js';
 import type { Snapshot } from '../db/session.js';
 import { readSnapshot } from '../db/snapshot.js';
 import { explain, type NotActedOn } from '../plan/explain.js';
@@ -27,6 +28,10 @@ export interface RunSettings {
 
 export interface RunDeps {
   db: Db;
+  /** Holds one connection for the whole run (a target's pool): snapshot and signals go to it. */
+  hold?: <T>(fn: (db: Db, connection: object) => Promise<T>) => Promise<T>;
+  /** With coordination: may this connection act (it holds the target's lock)? Otherwise the run stands by. */
+  lead?: (db: Db, connection: object) => Promise<boolean>;
   /** Wall clock, epoch ms: only for timestamps in reports and metrics, never for ages. */
   wallClock: () => number;
   /** Monotonic ms, for durations and deadlines. */
@@ -47,14 +52,23 @@ export function settingsFor(config: Config, target: string, policies: readonly C
   };
 }
 
-/** The real clocks and timer. */
-export function systemDeps(db: Db): RunDeps {
-  return { db, wallClock: Date.now, monotonic: () => performance.now(), sleep: (ms) => sleep(ms) };
+/** The real clocks and timer; a target's pool is held for the whole run. */
+export function systemDeps(db: Db | TargetDb, lead?: RunDeps['lead']): RunDeps {
+  return {
+    db,
+    ...('withConnection' in db ? { hold: db.withConnection } : {}),
+    ...(lead ? { lead } : {}),
+    wallClock: Date.now,
+    monotonic: () => performance.now(),
+    sleep: (ms) => sleep(ms),
+  };
 }
 
 export interface RunReport {
   target: string;
   ok: boolean;
+  /** Another replica holds the target's lock: this one did nothing. */
+  standby?: boolean;
   error?: string;
   finishedAtMs: number;
   durationSeconds: number;
@@ -66,25 +80,38 @@ export interface RunReport {
   timings: { snapshotMs: number; planMs: number; executeMs: number };
 }
 
+type Finish = (rest: Omit<RunReport, 'target' | 'finishedAtMs' | 'durationSeconds' | 'timings'>) => RunReport;
+
 export async function runTarget(settings: RunSettings, deps: RunDeps): Promise<RunReport> {
   const started = deps.monotonic();
   const timings = { snapshotMs: 0, planMs: 0, executeMs: 0 };
-  const finish = (rest: Omit<RunReport, 'target' | 'finishedAtMs' | 'durationSeconds' | 'timings'>): RunReport => ({
+  const finish: Finish = (rest) => ({
     target: settings.target,
     finishedAtMs: deps.wallClock(),
     durationSeconds: (deps.monotonic() - started) / 1000,
     timings,
     ...rest,
   });
-  let snapshot: Snapshot;
+  const body = async (db: Db, connection?: object): Promise<RunReport> => {
+    if (deps.lead && !(await deps.lead(db, connection ?? db))) return finish({ ok: true, standby: true, results: [] });
+    let snapshot: Snapshot;
+    try {
+      snapshot = await readSnapshot(db, { withQuery: settings.logQueryText });
+    } finally {
+      timings.snapshotMs = deps.monotonic() - started;
+    }
+    return decideAndAct(snapshot, db, settings, deps, timings, finish);
+  };
   try {
-    snapshot = await readSnapshot(deps.db, { withQuery: settings.logQueryText });
+    return await (deps.hold ? deps.hold(body) : body(deps.db));
   } catch (err) {
-    timings.snapshotMs = deps.monotonic() - started;
+    // no connection, no lock answer or no snapshot: nothing was decided
     return finish({ ok: false, error: describeError(err), results: [] });
   }
+}
+
+async function decideAndAct(snapshot: Snapshot, db: Db, settings: RunSettings, deps: RunDeps, timings: RunReport['timings'], finish: Finish): Promise<RunReport> {
   let mark = deps.monotonic();
-  timings.snapshotMs = mark - started;
   try {
     const decisions = plan(snapshot, settings.policies, {
       target: settings.target,
@@ -95,7 +122,7 @@ export async function runTarget(settings: RunSettings, deps: RunDeps): Promise<R
     timings.planMs = deps.monotonic() - mark;
     mark = deps.monotonic();
     const results = await execute(decisions, {
-      db: deps.db,
+      db,
       applicationName: settings.applicationName,
       terminateTimeoutMs: settings.terminateTimeoutMs,
       sleep: deps.sleep,

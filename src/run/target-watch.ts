@@ -9,6 +9,8 @@ import type { RunReport } from './run-target.js';
 interface Seen {
   info?: string;
   downSinceMs?: number;
+  /** Whether the last run that reached the target acted (held the lock) or stood by. */
+  leader?: boolean;
 }
 
 export class TargetWatch {
@@ -25,7 +27,7 @@ export class TargetWatch {
     const seen = this.seen.get(target) ?? {};
     this.seen.set(target, seen);
     const snap = report.snapshot;
-    if (!snap) {
+    if (!snap && !report.standby) {
       if (seen.downSinceMs !== undefined) return { quietFailure: true };
       seen.downSinceMs = this.clock();
       this.logger.error({ target, error: report.error }, 'target is down: cannot read pg_stat_activity; every run keeps trying, and its recovery is logged');
@@ -35,6 +37,12 @@ export class TargetWatch {
       this.logger.info({ target, downSeconds: Math.round((this.clock() - seen.downSinceMs) / 100) / 10 }, 'target is back up');
       seen.downSinceMs = undefined;
     }
+    const leader = !report.standby;
+    if (seen.leader !== leader) {
+      if (seen.leader !== undefined || !leader) this.logger.info({ target }, leader ? 'took the lock: this replica now acts on the target' : 'standing by: another replica holds the lock of this target');
+      seen.leader = leader;
+    }
+    if (!snap) return { quietFailure: false };
     const info = targetInfoLabels(target, snap);
     const key = JSON.stringify(info);
     if (seen.info !== key) {
