@@ -91,11 +91,14 @@ export function writeReport(): string {
       (r) => [
         `## 5. Fleet (\`${r.command}\`)`,
         '',
-        `${r.targets} targets on a 10 s schedule over ${r.cycles} cycles, ${r.dead} of them blackholed (a listener that accepts and never answers), connectTimeout ${r.connectTimeoutSeconds} s.`,
+        `${r.targets} targets on a 10 s schedule over ${r.cycles} cycles, ${r.dead} of them blackholed (a listener that accepts and never answers), connectTimeout ${r.connectTimeoutSeconds} s; peak RSS sampled every 0.25 s. One croner job per distinct schedule (this build) against one per target (the baseline build, \`BENCH_BASELINE_CLI\`). With scheduleJitter the start lateness includes the intended random delay (up to 2 s).`,
         '',
-        '| live runs | start lateness (median / p95 / max) | live run duration (median / max) | dead runs | dead run duration (max) | goals |',
-        '|---:|---:|---:|---:|---:|:--|',
-        `| ${r.liveRuns} (${r.liveFailed} failed) | ${round(r.liveStartLatenessSeconds.median, 3)} / ${round(r.liveStartLatenessSeconds.p95, 3)} / ${round(r.liveStartLatenessSeconds.max, 3)} s | ${round(r.liveDurationSeconds.median, 3)} / ${round(r.liveDurationSeconds.max, 3)} s | ${r.deadRuns} | ${round(r.deadDurationSeconds.max, 3)} s | start ≤ 1 s, dead ≤ ${r.connectTimeoutSeconds} s: ${verdict(r.met)} |`,
+        '| variant | peak RSS | live runs | start lateness (median / p95 / max) | live run duration (median / max) | dead runs | dead run duration (max) | goals |',
+        '|:--|---:|---:|---:|---:|---:|---:|:--|',
+        ...((r.variants ?? [r]) as Json[]).map(
+          (v) =>
+            `| ${v.variant ?? '–'} | ${v.peakRssMiB === undefined ? '–' : `${v.peakRssMiB} MiB`} | ${v.liveRuns} (${v.liveFailed} failed) | ${round(v.liveStartLatenessSeconds.median, 3)} / ${round(v.liveStartLatenessSeconds.p95, 3)} / ${round(v.liveStartLatenessSeconds.max, 3)} s | ${round(v.liveDurationSeconds.median, 3)} / ${round(v.liveDurationSeconds.max, 3)} s | ${v.deadRuns} | ${round(v.deadDurationSeconds.max, 3)} s | start ≤ 1 s${v.scheduleJitterSeconds ? ` + ${v.scheduleJitterSeconds} s jitter` : ''}, dead ≤ ${r.connectTimeoutSeconds} s: ${verdict(v.met)} |`,
+        ),
       ],
     ],
     [

@@ -15,11 +15,12 @@ export interface DaemonProcess {
   stop(): Promise<number | null>;
 }
 
-export async function startDaemonProcess(configYaml: string, node = process.execPath): Promise<DaemonProcess> {
+/** `cli`: another build's dist/src/cli.js (a baseline to compare against); default this one. */
+export async function startDaemonProcess(configYaml: string, node = process.execPath, cli = CLI): Promise<DaemonProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'pg-reaper-bench-'));
   const file = join(dir, 'config.yaml');
   writeFileSync(file, configYaml);
-  const child = spawn(node, [...nodeFlags(), CLI, 'run', '-c', file], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(node, [...nodeFlags(), cli, 'run', '-c', file], { stdio: ['ignore', 'pipe', 'inherit'] });
   const lines: Record<string, unknown>[] = [];
   let buffer = '';
   const listeners = new Set<() => void>();

@@ -60,7 +60,7 @@ function underThresholds(p: CompiledPolicy, s: Session, nowMs: number): string {
   return `under threshold (${parts.join(', ')})`;
 }
 
-/** Each session of the snapshot that no decision names, with why, policy by policy. */
+/** Each session of the snapshot that no decision names (but our own), with why, policy by policy. */
 export function explain(snapshot: Snapshot, policies: readonly CompiledPolicy[], applicationName: string, decided: ReadonlySet<number>): NotActedOn[] {
   const out: NotActedOn[] = [];
   for (const s of snapshot.sessions) {
@@ -69,10 +69,8 @@ export function explain(snapshot: Snapshot, policies: readonly CompiledPolicy[],
       out.push({ session: s, why: "not visible to our role (its state and times are hidden without pg_read_all_stats): never judged" });
       continue;
     }
-    if (s.application === applicationName) {
-      out.push({ session: s, why: `application_name is ours ("${applicationName}"): never reaped` });
-      continue;
-    }
+    // our own connections (any replica's) are never candidates: nothing to explain
+    if (s.application === applicationName) continue;
     if (policies.length === 0) {
       out.push({ session: s, why: 'no policy applies to this target' });
       continue;

@@ -19,7 +19,7 @@ function why(sessions: ReturnType<typeof session>[], policies: unknown[], extra:
 }
 
 describe('explain', () => {
-  it('names what spared each session: visibility, our name, which exempt entry, which match list, which threshold', () => {
+  it('names what spared each session: visibility, which exempt entry, which match list, which threshold; our own connections are left out', () => {
     expect(
       why(
         [
@@ -37,7 +37,6 @@ describe('explain', () => {
       ),
     ).toEqual([
       'not visible to our role (its state and times are hidden without pg_read_all_stats): never judged',
-      'application_name is ours ("pg-reaper"): never reaped',
       'idle: exempt by global exempt.users "postgres"',
       'idle: out of scope (match.databases does not match "other")',
       'idle: exempt by exempt.applications "ps*"',
