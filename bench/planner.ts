@@ -39,6 +39,9 @@ function fixture(): { snapshot: Snapshot; config: ReturnType<typeof validateConf
       xactStart: `xs${i}`,
       superuser: false,
       canSignal: true,
+      blockedBy: null,
+      waitStartMs: null,
+      listener: false,
     };
   });
   const policies = Array.from({ length: POLICIES }, (_, p) => ({
@@ -51,7 +54,7 @@ function fixture(): { snapshot: Snapshot; config: ReturnType<typeof validateConf
     maxConnectionAge: '12h',
   }));
   const config = validateConfig({ exempt: { users: ['postgres'] }, targets: [{ name: 't', host: 'db' }], policies });
-  return { snapshot: { nowMs: now, selfPid: 1, privileges: { superuser: false, signalBackend: true, readAllStats: true }, server: { version: '18.4', versionNum: 180004, user: 'reaper' }, sessions }, config };
+  return { snapshot: { nowMs: now, selfPid: 1, privileges: { superuser: false, signalBackend: true, readAllStats: true }, server: { version: '18.4', versionNum: 180004, user: 'reaper' }, clientSlots: 97, sessions }, config };
 }
 
 export async function benchPlanner(): Promise<Record<string, unknown>> {

@@ -111,12 +111,27 @@ const target = z
     }
   });
 
-export const THRESHOLD_KEYS = ['maxIdle', 'maxIdleInTransaction', 'maxQueryDuration', 'maxTransactionDuration', 'maxConnectionAge'] as const;
+export const THRESHOLD_KEYS = ['maxBlocking', 'maxIdle', 'maxIdleInTransaction', 'maxQueryDuration', 'maxTransactionDuration', 'maxConnectionAge'] as const;
+
+// "80%" of the client slots, or an absolute number of client connections.
+const connectionsAbove = z.any().transform((value, ctx) => {
+  if (typeof value === 'string' && /^\s*\d+(?:\.\d+)?\s*%\s*$/.test(value)) {
+    const percent = Number(value.trim().slice(0, -1));
+    if (percent >= 1 && percent <= 100) return { percent };
+  } else {
+    const n = typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value;
+    if (typeof n === 'number' && Number.isInteger(n) && n >= 1) return { count: n };
+  }
+  ctx.addIssue({ code: 'custom', message: `expected a percentage of the client slots from "1%" to "100%", or a whole number of connections >= 1, got ${show(value)}` });
+  return z.NEVER;
+});
 
 const policy = z.strictObject({
   name,
   targets: z.array(name).min(1).optional(),
+  maxBlocking: duration('30s').optional(),
   maxIdle: duration('10m').optional(),
+  keepIdle: integer(1).optional(),
   maxIdleInTransaction: duration('2m').optional(),
   maxQueryDuration: duration('15m').optional(),
   maxTransactionDuration: duration('1h').optional(),
@@ -124,6 +139,8 @@ const policy = z.strictObject({
   match: selector.default(emptySelector),
   exempt: selector.default(emptySelector),
   action: z.enum(['terminate', 'cancel']).default('terminate'),
+  terminateAfter: duration('30s').optional(),
+  when: z.strictObject({ connectionsAbove }).optional(),
   dryRun: boolean.default(false),
   maxActionsPerRun: integer(1).optional(),
 });
@@ -158,6 +175,7 @@ export const configSchema = z
     terminateTimeout: duration('5s').default(5000),
     shutdownTimeout: duration('10s').default(10_000),
     logQueryText: boolean.default(false),
+    exemptListeners: boolean.default(true),
     exempt: selector.default(emptySelector),
     targets: z.array(target).min(1),
     policies: z.array(policy).min(1),
@@ -208,6 +226,12 @@ export function crossKeyIssues(raw: unknown): RuleIssue[] {
     const thresholds = THRESHOLD_KEYS.filter((k) => p[k] !== undefined && p[k] !== null);
     if (thresholds.length === 0) {
       issues.push({ path: ['policies', i], message: `a policy needs at least one threshold: ${THRESHOLD_KEYS.join(', ')}` });
+    }
+    if (p.keepIdle !== undefined && p.keepIdle !== null && (p.maxIdle === undefined || p.maxIdle === null)) {
+      issues.push({ path: ['policies', i, 'keepIdle'], message: 'keepIdle only works with maxIdle: it spares the most recently active of the idle sessions that maxIdle would terminate' });
+    }
+    if (p.terminateAfter !== undefined && p.terminateAfter !== null && p.action !== 'cancel') {
+      issues.push({ path: ['policies', i, 'terminateAfter'], message: 'terminateAfter only works with action "cancel": it terminates a query that outlived its cancel' });
     }
     if (p.action === 'cancel' && (thresholds.length !== 1 || thresholds[0] !== 'maxQueryDuration')) {
       issues.push({

@@ -24,6 +24,12 @@ export interface Session {
   superuser: boolean;
   /** Our role may signal it (superuser, pg_signal_backend or the role's privileges). */
   canSignal: boolean;
+  /** Waiting on a lock: the pids that block it (pg_blocking_pids); null when not waiting. */
+  blockedBy: number[] | null;
+  /** When its lock wait began (epoch ms, server clock); null when not waiting. */
+  waitStartMs: number | null;
+  /** Its last statement was LISTEN: idle by design. */
+  listener: boolean;
   query?: string | null;
 }
 
@@ -47,6 +53,8 @@ export interface Snapshot {
   selfPid: number;
   privileges: Privileges;
   server: ServerInfo;
+  /** max_connections − superuser_reserved_connections − reserved_connections (16+). */
+  clientSlots: number;
   sessions: Session[];
 }
 

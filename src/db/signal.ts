@@ -9,6 +9,8 @@ import type { Db } from './db.js';
 //   idle, idle_in_transaction   the same state since the same state_change
 //   query_duration              still active, in the same query (query_start)
 //   transaction_duration        the same transaction (xact_start), whatever it does now
+//   blocking                    the same transaction still holds the locks (xact_start; a
+//                               session-level lock outside any transaction: NULL both times)
 //   connection_age              identity only
 // A row whose guard fails comes back with `signalled` NULL.
 const signalSql = (fn: 'pg_terminate_backend' | 'pg_cancel_backend') => `
@@ -27,6 +29,7 @@ SELECT v.pid, ${fn}(a.pid) AS signalled
          WHEN 'idle_in_transaction' THEN a.state = v.state AND a.state_change = v.since::timestamptz
          WHEN 'query_duration' THEN a.state = 'active' AND a.query_start = v.since::timestamptz
          WHEN 'transaction_duration' THEN a.xact_start = v.since::timestamptz
+         WHEN 'blocking' THEN a.xact_start IS NOT DISTINCT FROM v.since::timestamptz
          WHEN 'connection_age' THEN true
          ELSE false
        END`;

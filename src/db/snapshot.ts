@@ -11,13 +11,16 @@ const sql = (withQuery: boolean) => `
 WITH me AS (
   SELECT clock_timestamp() AS now, pg_backend_pid() AS pid, r.rolsuper AS superuser, current_user AS usr,
          current_setting('server_version') AS server_version, current_setting('server_version_num')::int AS server_version_num,
+         current_setting('max_connections')::int AS max_connections,
+         current_setting('superuser_reserved_connections')::int AS superuser_reserved,
+         coalesce(current_setting('reserved_connections', true)::int, 0) AS reserved,
          pg_has_role(current_user, 'pg_signal_backend', 'USAGE') AS signal_backend,
          pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS read_all_stats
     FROM pg_roles r WHERE r.rolname = current_user
 )
 SELECT extract(epoch FROM me.now)::float8 * 1000 AS now_ms, me.pid AS self_pid,
        me.superuser AS self_superuser, me.signal_backend AS self_signal_backend, me.read_all_stats AS self_read_all_stats,
-       me.usr AS self_user, me.server_version, me.server_version_num,
+       me.usr AS self_user, me.server_version, me.server_version_num, me.max_connections, me.superuser_reserved, me.reserved,
        a.pid, a.usename AS "user", a.datname AS database, a.application_name AS application,
        host(a.client_addr) AS client_addr, a.client_port = -1 AS local, a.state,
        extract(epoch FROM a.backend_start)::float8 * 1000 AS backend_start_ms,
@@ -28,7 +31,17 @@ SELECT extract(epoch FROM me.now)::float8 * 1000 AS now_ms, me.pid AS self_pid,
        a.query_start::text AS query_start, a.xact_start::text AS xact_start,
        coalesce(r.rolsuper, true) AS superuser,
        me.superuser OR (NOT coalesce(r.rolsuper, true)
-         AND (me.signal_backend OR coalesce(pg_has_role(current_user, a.usesysid, 'USAGE'), false))) AS can_signal
+         AND (me.signal_backend OR coalesce(pg_has_role(current_user, a.usesysid, 'USAGE'), false))) AS can_signal,
+       -- lock waits: who blocks a waiter, and since when (pg_locks.waitstart from 14, read through
+       -- to_jsonb so one statement serves 13 too; else the waiter's state_change). Only for
+       -- sessions that wait on a lock: pg_blocking_pids takes the lock manager's shared state.
+       CASE WHEN a.wait_event_type = 'Lock' THEN pg_blocking_pids(a.pid) END AS blocked_by,
+       CASE WHEN a.wait_event_type = 'Lock' THEN extract(epoch FROM coalesce(
+         (SELECT min((to_jsonb(l) ->> 'waitstart')::timestamptz) FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted),
+         a.state_change))::float8 * 1000 END AS wait_start_ms,
+       -- a listener: its last statement was LISTEN (leading whitespace and comments allowed);
+       -- the query text itself stays on the server
+       coalesce(a.query ~* '^(\\s|--[^\\n]*\\n|/\\*([^*]|\\*+[^*/])*\\*+/)*listen\\M', false) AS listener
        ${withQuery ? ', a.query' : ''}
   FROM me
   LEFT JOIN (pg_stat_activity a LEFT JOIN pg_roles r ON r.oid = a.usesysid)
@@ -46,6 +59,9 @@ interface Row {
   self_user: string;
   server_version: string;
   server_version_num: number;
+  max_connections: number;
+  superuser_reserved: number;
+  reserved: number;
   pid: number | null;
   user: string | null;
   database: string | null;
@@ -63,6 +79,9 @@ interface Row {
   xact_start: string | null;
   superuser: boolean;
   can_signal: boolean;
+  blocked_by: number[] | null;
+  wait_start_ms: number | null;
+  listener: boolean;
   query?: string | null;
 }
 
@@ -91,6 +110,9 @@ export async function readSnapshot(db: Db, opts: { withQuery: boolean }): Promis
       xactStart: r.xact_start,
       superuser: r.superuser,
       canSignal: r.can_signal,
+      blockedBy: r.blocked_by,
+      waitStartMs: r.wait_start_ms,
+      listener: r.listener,
       ...(opts.withQuery ? { query: r.query ?? null } : {}),
     });
   }
@@ -99,6 +121,8 @@ export async function readSnapshot(db: Db, opts: { withQuery: boolean }): Promis
     selfPid: first.self_pid,
     privileges: { superuser: first.self_superuser, signalBackend: first.self_signal_backend, readAllStats: first.self_read_all_stats },
     server: { version: first.server_version, versionNum: first.server_version_num, user: first.self_user },
+    // client slots: what ordinary clients may use
+    clientSlots: first.max_connections - first.superuser_reserved - first.reserved,
     sessions,
   };
 }

@@ -13,6 +13,9 @@ export interface Metrics {
   registry: Registry;
   targetUp: Gauge<'target'>;
   leader: Gauge<'target'>;
+  blockedSessions: Gauge<'target'>;
+  connections: Gauge<'target'>;
+  maxConnections: Gauge<'target'>;
   targetInfo: Gauge<'target' | 'server_version' | 'superuser' | 'read_all_stats' | 'signal_backend'>;
   /** The target_info labels set per target, to replace them when they change. */
   infoSeen: Map<string, Record<string, string>>;
@@ -45,6 +48,9 @@ export function createMetrics(version: string, opts: { defaultMetrics?: boolean 
       registers,
     }),
     infoSeen: new Map(),
+    blockedSessions: new Gauge({ name: 'pg_reaper_blocked_sessions', help: 'Client sessions waiting on a lock at the last run.', labelNames: ['target'], registers }),
+    connections: new Gauge({ name: 'pg_reaper_connections', help: 'Client connections (every client backend, ours included) at the last run.', labelNames: ['target'], registers }),
+    maxConnections: new Gauge({ name: 'pg_reaper_max_connections', help: 'Client slots: max_connections minus superuser_reserved_connections and reserved_connections (16+).', labelNames: ['target'], registers }),
     leader: new Gauge({ name: 'pg_reaper_leader', help: '1 when this replica acted on the target at its last run (with coordination: it holds the lock), 0 when it stood by or failed.', labelNames: ['target'], registers }),
     runs: new Counter({ name: 'pg_reaper_runs_total', help: 'Runs by result: success, failure, overlap (skipped: the previous run was still going), standby (another replica holds the lock).', labelNames: ['target', 'result'], registers }),
     runDuration: new Histogram({
@@ -82,7 +88,7 @@ export function initTargetSeries(m: Metrics, target: string, policies: readonly 
       m.matched.set({ target, policy: p.name, reason }, 0);
       seen.add(`${p.name}\u0000${reason}`);
       // alerts on increase() of these must see the first one: a series born at 1 has no increase
-      for (const outcome of ALERTED_OUTCOMES) m.actions.inc({ target, policy: p.name, reason, action: p.action, outcome }, 0);
+      for (const action of actionsOf(p)) for (const outcome of ALERTED_OUTCOMES) m.actions.inc({ target, policy: p.name, reason, action, outcome }, 0);
     }
   }
 }
@@ -92,7 +98,7 @@ export const ALERTED_OUTCOMES = ['failed', 'denied'] as const;
 
 /** Forget a target removed by a reload, so it does not linger as a stale or "down" series. */
 export async function dropTargetSeries(m: Metrics, target: string): Promise<void> {
-  for (const g of [m.targetUp, m.leader, m.lastRun, m.lastSuccess]) g.remove({ target });
+  for (const g of [m.targetUp, m.leader, m.lastRun, m.lastSuccess, m.blockedSessions, m.connections, m.maxConnections]) g.remove({ target });
   const info = m.infoSeen.get(target);
   if (info) m.targetInfo.remove(info);
   m.infoSeen.delete(target);
@@ -110,9 +116,15 @@ export async function dropTargetSeries(m: Metrics, target: string): Promise<void
   m.matchedSeen.delete(target);
 }
 
+/** The actions a policy can take: a cancel policy with terminateAfter also terminates. */
+export function actionsOf(p: CompiledPolicy): ('terminate' | 'cancel')[] {
+  return p.action === 'cancel' && p.terminateAfter !== undefined ? ['cancel', 'terminate'] : [p.action];
+}
+
 export function reasonsOf(p: CompiledPolicy): Reason[] {
   const t = p.thresholds;
   const has: Record<Reason, boolean> = {
+    blocking: t.maxBlocking !== undefined,
     idle: t.maxIdle !== undefined,
     idle_in_transaction: t.maxIdleInTransaction !== undefined,
     query_duration: t.maxQueryDuration !== undefined,

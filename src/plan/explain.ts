@@ -4,7 +4,7 @@ import type { Session, Snapshot } from '../db/session.js';
 import { AddressSet } from '../policy/address.js';
 import type { CompiledPolicy } from '../policy/compile.js';
 import { compileGlob } from '../policy/glob.js';
-import { violation } from './planner.js';
+import { violation, type Decision } from './planner.js';
 
 // Why a session was not acted on, for `debug` logs ("why was this session not reaped?"). Pure,
 // and only called when debug is on: it tests each selector entry on its own to name the one
@@ -60,11 +60,20 @@ function underThresholds(p: CompiledPolicy, s: Session, nowMs: number): string {
   return `under threshold (${parts.join(', ')})`;
 }
 
-/** Each session of the snapshot that no decision names (but our own), with why, policy by policy. */
-export function explain(snapshot: Snapshot, policies: readonly CompiledPolicy[], applicationName: string, decided: ReadonlySet<number>): NotActedOn[] {
+/** Each session of the snapshot not acted on (but our own), with why, policy by policy. */
+export function explain(snapshot: Snapshot, policies: readonly CompiledPolicy[], applicationName: string, decisions: readonly Decision[], exemptListeners = true): NotActedOn[] {
   const out: NotActedOn[] = [];
+  const decided = new Map(decisions.map((d) => [d.session.pid, d]));
   for (const s of snapshot.sessions) {
-    if (decided.has(s.pid)) continue;
+    const d = decided.get(s.pid);
+    if (d?.held) {
+      const p = policies.find((x) => x.name === d.policy)!;
+      const when = p.connectionsAbove!;
+      const threshold = 'percent' in when ? `${when.percent}% of ${snapshot.clientSlots} client slots` : `${when.count}`;
+      out.push({ session: s, why: `${d.policy}: over ${d.reason}, but held: client connections (${snapshot.sessions.length + 1}) are not above when.connectionsAbove ${threshold}, or the older matches free enough` });
+      continue;
+    }
+    if (d) continue;
     if (s.backendStart === null) {
       out.push({ session: s, why: "not visible to our role (its state and times are hidden without pg_read_all_stats): never judged" });
       continue;
@@ -83,6 +92,8 @@ export function explain(snapshot: Snapshot, policies: readonly CompiledPolicy[],
       const exempt = matchingEntry(p.exempt.selector, s);
       if (exempt) return `${p.name}: exempt by exempt.${exempt}`;
       const v = violation(s, p.thresholds, snapshot.nowMs);
+      if (v && exemptListeners && s.listener && (v.reason === 'idle' || v.reason === 'connection_age')) return `${p.name}: over ${v.reason}, but a listener (its last statement was LISTEN) is spared by exemptListeners`;
+      if (v && v.reason === 'idle' && p.keepIdle !== undefined) return `${p.name}: over idle, but kept by keepIdle ${p.keepIdle} (among the ${p.keepIdle} most recently active idle sessions of its user, database and application)`;
       if (v) return `${p.name}: over ${v.reason} but spared by the policy's rules`;
       return `${p.name}: ${underThresholds(p, s, snapshot.nowMs)}`;
     });

@@ -1,11 +1,13 @@
 import type { Session, Snapshot } from '../db/session.js';
 import type { CompiledPolicy, Thresholds } from '../policy/compile.js';
 import { MAX_INDEXED_POLICIES, ScopeIndex } from '../policy/scope-index.js';
+import { blockingRoots, type Blocking } from './blocking.js';
+import { keptIdle } from './keep-idle.js';
 
 // The pure heart of a run: snapshot + policies + limits → decisions. No I/O and no clock but the
 // server's, so every rule is testable with a fixed snapshot.
 
-export const REASONS = ['idle', 'idle_in_transaction', 'query_duration', 'transaction_duration', 'connection_age'] as const;
+export const REASONS = ['blocking', 'idle', 'idle_in_transaction', 'query_duration', 'transaction_duration', 'connection_age'] as const;
 export type Reason = (typeof REASONS)[number];
 export type Action = 'terminate' | 'cancel';
 
@@ -16,11 +18,17 @@ export interface Decision {
   action: Action;
   dryRun: boolean;
   session: Session;
-  /** How long the session has been in the condition, in seconds. */
+  /** How long the session has been in the condition, in seconds (blocking: the longest wait on it). */
   seconds: number;
   thresholdSeconds: number;
   /** Over maxActionsPerRun (policy or target): reported as skipped_cap, not signalled. */
   capped: boolean;
+  /** A cancel policy's query still running past maxQueryDuration + terminateAfter: terminated instead. */
+  escalated?: boolean;
+  /** blocking: how many sessions wait on it, directly or through others. */
+  blockedSessions?: number;
+  /** A match of a policy with `when` while connections are not above its threshold: not acted on. */
+  held?: boolean;
 }
 
 export interface Limits {
@@ -28,6 +36,8 @@ export interface Limits {
   /** Our own application_name: those sessions are never in scope, whichever replica owns them. */
   applicationName: string;
   maxActionsPerRun?: number | undefined;
+  /** Spare sessions whose last statement was LISTEN from idle and connection_age (default true). */
+  exemptListeners?: boolean;
 }
 
 interface Violation {
@@ -37,7 +47,8 @@ interface Violation {
 }
 
 // How long a session has been in each condition, computed once per session (NaN where the
-// timestamp is NULL, so no comparison holds), and the state as a small number.
+// timestamp is NULL or the condition does not apply, so no comparison holds), and the state as a
+// small number.
 const enum Kind {
   Idle,
   IdleInTransaction,
@@ -51,9 +62,13 @@ interface Ages {
   query: number;
   xact: number;
   connection: number;
+  /** The longest wait on this session, when it blocks others and waits on nothing itself. */
+  blocking: number;
+  /** A listener that exemptListeners spares from idle and connection_age. */
+  spared: boolean;
 }
 
-function agesOf(s: Session, nowMs: number): Ages {
+function agesOf(s: Session, nowMs: number, blocking: Blocking | undefined, exemptListeners: boolean): Ages {
   const st = s.state;
   const kind = st === 'idle' ? Kind.Idle : st === 'idle in transaction' || st === 'idle in transaction (aborted)' ? Kind.IdleInTransaction : st === 'active' ? Kind.Active : Kind.Other;
   return {
@@ -62,25 +77,14 @@ function agesOf(s: Session, nowMs: number): Ages {
     query: s.queryStartMs === null ? NaN : nowMs - s.queryStartMs,
     xact: s.xactStartMs === null ? NaN : nowMs - s.xactStartMs,
     connection: s.backendStartMs === null ? NaN : nowMs - s.backendStartMs,
+    blocking: blocking?.longestMs ?? NaN,
+    spared: exemptListeners && s.listener,
   };
 }
 
-/** The first reason that holds, in the documented order. Runs for every session and policy: comparisons only. */
-function reasonOf(a: Ages, t: Limits5): Reason | undefined {
-  if (a.kind === Kind.Idle) {
-    if (a.state > t.idle) return 'idle';
-  } else if (a.kind === Kind.IdleInTransaction) {
-    if (a.state > t.idleInTransaction) return 'idle_in_transaction';
-  } else if (a.kind === Kind.Active) {
-    if (a.query > t.query) return 'query_duration';
-  }
-  if (a.xact > t.transaction) return 'transaction_duration';
-  if (a.connection > t.connection) return 'connection_age';
-  return undefined;
-}
-
 /** Thresholds in ms, Infinity where the policy has none. */
-interface Limits5 {
+interface Limits6 {
+  blocking: number;
   idle: number;
   idleInTransaction: number;
   query: number;
@@ -88,11 +92,27 @@ interface Limits5 {
   connection: number;
 }
 
-const limitsCache = new WeakMap<Thresholds, Limits5>();
-function limitsOf(t: Thresholds): Limits5 {
+/** The first reason that holds, in the documented order. Runs for every session and policy: comparisons only. */
+function reasonOf(a: Ages, t: Limits6, keepIdle: boolean): Reason | undefined {
+  if (a.blocking > t.blocking) return 'blocking';
+  if (a.kind === Kind.Idle) {
+    if (a.state > t.idle && !a.spared && !keepIdle) return 'idle';
+  } else if (a.kind === Kind.IdleInTransaction) {
+    if (a.state > t.idleInTransaction) return 'idle_in_transaction';
+  } else if (a.kind === Kind.Active) {
+    if (a.query > t.query) return 'query_duration';
+  }
+  if (a.xact > t.transaction) return 'transaction_duration';
+  if (a.connection > t.connection && !a.spared) return 'connection_age';
+  return undefined;
+}
+
+const limitsCache = new WeakMap<Thresholds, Limits6>();
+function limitsOf(t: Thresholds): Limits6 {
   let l = limitsCache.get(t);
   if (!l) {
     l = {
+      blocking: t.maxBlocking ?? Infinity,
       idle: t.maxIdle ?? Infinity,
       idleInTransaction: t.maxIdleInTransaction ?? Infinity,
       query: t.maxQueryDuration ?? Infinity,
@@ -104,9 +124,10 @@ function limitsOf(t: Thresholds): Limits5 {
   return l;
 }
 
-function evidence(reason: Reason, a: Ages, t: Limits5): Violation {
+function evidence(reason: Reason, a: Ages, t: Limits6): Violation {
   const [ms, limit] =
-    reason === 'idle' ? [a.state, t.idle]
+    reason === 'blocking' ? [a.blocking, t.blocking]
+    : reason === 'idle' ? [a.state, t.idle]
     : reason === 'idle_in_transaction' ? [a.state, t.idleInTransaction]
     : reason === 'query_duration' ? [a.query, t.query]
     : reason === 'transaction_duration' ? [a.xact, t.transaction]
@@ -115,10 +136,10 @@ function evidence(reason: Reason, a: Ages, t: Limits5): Violation {
 }
 
 /** The first reason that holds with its evidence (seconds in the condition, threshold), or undefined. */
-export function violation(s: Session, t: Thresholds, nowMs: number): Violation | undefined {
-  const a = agesOf(s, nowMs);
+export function violation(s: Session, t: Thresholds, nowMs: number, blocking?: Blocking): Violation | undefined {
+  const a = agesOf(s, nowMs, blocking, false);
   const limits = limitsOf(t);
-  const reason = reasonOf(a, limits);
+  const reason = reasonOf(a, limits, false);
   return reason === undefined ? undefined : evidence(reason, a, limits);
 }
 
@@ -126,34 +147,70 @@ export function plan(snapshot: Snapshot, policies: readonly CompiledPolicy[], li
   const decisions: Decision[] = [];
   const policyLimits = policies.map((p) => limitsOf(p.thresholds));
   const index = policies.length <= MAX_INDEXED_POLICIES ? new ScopeIndex(policies) : undefined;
+  const exemptListeners = limits.exemptListeners ?? true;
+  // the rules that look at more than one session, worked out once per plan
+  const roots = policies.some((p) => p.thresholds.maxBlocking !== undefined) ? blockingRoots(snapshot) : undefined;
+  const kept = policies.map((p) => (p.keepIdle !== undefined ? keptIdle(snapshot, p, limits.applicationName) : undefined));
   for (const session of snapshot.sessions) {
     // Without visibility (no pg_read_all_stats) a session cannot be judged.
     if (session.backendStart === null || session.application === limits.applicationName) continue;
-    const ages = agesOf(session, snapshot.nowMs);
+    const blocking = roots?.get(session.pid);
+    const ages = agesOf(session, snapshot.nowMs, blocking, exemptListeners);
     const scope = index?.scopeOf(session);
     if (scope === 0) continue;
     for (let i = 0; i < policies.length; i++) {
       const policy = policies[i]!;
       if (scope !== undefined ? ((scope >>> i) & 1) === 0 : !policy.inScope(session)) continue;
-      const reason = reasonOf(ages, policyLimits[i]!);
+      const l = policyLimits[i]!;
+      const reason = reasonOf(ages, l, kept[i]?.has(session.pid) ?? false);
       if (reason === undefined) continue;
-      decisions.push({ target: limits.target, policy: policy.name, action: policy.action, dryRun: policy.dryRun, session, capped: false, ...evidence(reason, ages, policyLimits[i]!) });
+      const d: Decision = { target: limits.target, policy: policy.name, action: policy.action, dryRun: policy.dryRun, session, capped: false, ...evidence(reason, ages, l) };
+      if (reason === 'blocking') d.blockedSessions = blocking!.sessions;
+      // escalation without memory: the same query (query_start) still running past the cancel's
+      // deadline says the cancel did not work
+      if (reason === 'query_duration' && policy.terminateAfter !== undefined && ages.query > l.query + policy.terminateAfter) {
+        d.action = 'terminate';
+        d.escalated = true;
+        d.thresholdSeconds = (l.query + policy.terminateAfter) / 1000;
+      }
+      decisions.push(d);
       break;
     }
   }
   decisions.sort((a, b) => b.seconds - a.seconds || a.session.pid - b.session.pid);
+  holdBelowPressure(decisions, policies, snapshot);
   applyCaps(decisions, policies, limits.maxActionsPerRun);
   return decisions;
 }
 
+// Policies with `when: { connectionsAbove }` act only while the server's client connections (every
+// client backend, ours included) are above their threshold, and then only on as many of their
+// matches, oldest first, as it takes to get to or below it. Terminations that other policies make
+// in the same run count towards that. The rest are held: matched, not acted on.
+function holdBelowPressure(decisions: Decision[], policies: readonly CompiledPolicy[], snapshot: Snapshot): void {
+  const above = new Map(policies.filter((p) => p.connectionsAbove !== undefined).map((p) => [p.name, p.connectionsAbove!]));
+  if (above.size === 0) return;
+  const frees = (d: Decision) => d.action === 'terminate' && d.session.canSignal && !d.dryRun;
+  let remaining = snapshot.sessions.length + 1;
+  for (const d of decisions) if (!above.has(d.policy) && frees(d)) remaining--;
+  for (const d of decisions) {
+    const when = above.get(d.policy);
+    if (when === undefined) continue;
+    const threshold = 'percent' in when ? (when.percent / 100) * snapshot.clientSlots : when.count;
+    if (remaining > threshold) {
+      if (frees(d)) remaining--;
+    } else d.held = true;
+  }
+}
+
 // Oldest first: the caps keep the sessions that have broken a policy the longest. Sessions we may
-// not signal take no slot, since nothing will be done to them.
+// not signal, and held matches, take no slot, since nothing will be done to them.
 function applyCaps(decisions: Decision[], policies: readonly CompiledPolicy[], targetCap: number | undefined): void {
   const policyCap = new Map(policies.map((p) => [p.name, p.maxActionsPerRun]));
   const perPolicy = new Map<string, number>();
   let total = 0;
   for (const d of decisions) {
-    if (!d.session.canSignal) continue;
+    if (!d.session.canSignal || d.held) continue;
     const used = perPolicy.get(d.policy) ?? 0;
     const cap = policyCap.get(d.policy);
     if ((cap !== undefined && used >= cap) || (targetCap !== undefined && total >= targetCap)) {

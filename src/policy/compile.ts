@@ -8,6 +8,7 @@ import { GlobSet } from './glob.js';
 // and policy, so call sites stay monomorphic and nothing allocates.
 
 export interface Thresholds {
+  maxBlocking?: number | undefined;
   maxIdle?: number | undefined;
   maxIdleInTransaction?: number | undefined;
   maxQueryDuration?: number | undefined;
@@ -78,6 +79,12 @@ export class CompiledPolicy {
   readonly dryRun: boolean;
   readonly maxActionsPerRun: number | undefined;
   readonly thresholds: Thresholds;
+  /** Spare the N most recently active idle sessions of each (user, database, application). */
+  readonly keepIdle: number | undefined;
+  /** With action cancel: terminate a query still running this long after maxQueryDuration. */
+  readonly terminateAfter: number | undefined;
+  /** Act only while client connections are above this. */
+  readonly connectionsAbove: { percent: number } | { count: number } | undefined;
   readonly match: SessionSelector;
   readonly exempt: SessionSelector;
   readonly config: PolicyConfig;
@@ -88,7 +95,11 @@ export class CompiledPolicy {
     this.action = p.action;
     this.dryRun = globalDryRun || p.dryRun;
     this.maxActionsPerRun = p.maxActionsPerRun;
+    this.keepIdle = p.keepIdle;
+    this.terminateAfter = p.terminateAfter;
+    this.connectionsAbove = p.when?.connectionsAbove;
     this.thresholds = {
+      maxBlocking: p.maxBlocking,
       maxIdle: p.maxIdle,
       maxIdleInTransaction: p.maxIdleInTransaction,
       maxQueryDuration: p.maxQueryDuration,

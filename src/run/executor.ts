@@ -43,7 +43,7 @@ export function victim(d: Decision): Victim {
   const s = d.session;
   const since =
     d.reason === 'query_duration' ? s.queryStart
-    : d.reason === 'transaction_duration' ? s.xactStart
+    : d.reason === 'transaction_duration' || d.reason === 'blocking' ? s.xactStart
     : d.reason === 'connection_age' ? s.backendStart
     : s.stateChange;
   return { pid: s.pid, backendStart: s.backendStart!, reason: d.reason, state: s.state, since };

@@ -1,6 +1,7 @@
 import { stateLabel, STATE_LABELS, type Privileges, type Snapshot } from '../db/session.js';
 import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { waitingSessions } from '../plan/blocking.js';
 import type { ActionResult } from './outcome.js';
 import type { RunReport } from './run-target.js';
 
@@ -28,6 +29,8 @@ export function actionFields(r: ActionResult, logQueryText: boolean): Record<str
     state: s.state,
     stateSeconds: round(d.seconds),
     thresholdSeconds: round(d.thresholdSeconds),
+    ...(d.escalated ? { escalated: true } : {}),
+    ...(d.blockedSessions !== undefined ? { blockedSessions: d.blockedSessions, blockedSeconds: round(d.seconds) } : {}),
     ...(r.error ? { error: r.error } : {}),
     ...(logQueryText && s.query !== undefined ? { query: s.query } : {}),
   };
@@ -113,13 +116,19 @@ export function recordRun(m: Metrics, report: RunReport): void {
     if (s.stateChangeMs !== null) ages.set(state, Math.max(ages.get(state) ?? 0, (snap.nowMs - s.stateChangeMs) / 1000));
   }
   for (const [state, n] of counts) m.sessions.set({ target, state }, n);
+  m.blockedSessions.set({ target }, waitingSessions(snap));
+  m.connections.set({ target }, snap.sessions.length + 1);
+  m.maxConnections.set({ target }, snap.clientSlots);
   for (const [state, age] of ages) m.maxStateAge.set({ target, state }, age);
 
+  // matched: every session that broke a policy, acted on or held (when: below its threshold)
   const matched = new Map<string, number>();
-  for (const r of report.results) {
-    const d = r.decision;
+  for (const d of report.decisions ?? report.results.map((r) => r.decision)) {
     const key = `${d.policy}\u0000${d.reason}`;
     matched.set(key, (matched.get(key) ?? 0) + 1);
+  }
+  for (const r of report.results) {
+    const d = r.decision;
     m.actions.inc({ target, policy: d.policy, reason: d.reason, action: d.action, outcome: r.outcome });
   }
   setMatched(m, target, matched);

@@ -6,7 +6,7 @@ import type { TargetDb } from '../db/target.js';
 import type { Snapshot } from '../db/session.js';
 import { readSnapshot } from '../db/snapshot.js';
 import { explain, type NotActedOn } from '../plan/explain.js';
-import { plan } from '../plan/planner.js';
+import { plan, type Decision } from '../plan/planner.js';
 import { compilePolicies, type CompiledPolicy } from '../policy/compile.js';
 import { describeError } from '../util/errors.js';
 import { execute } from './executor.js';
@@ -24,6 +24,7 @@ export interface RunSettings {
   logQueryText: boolean;
   /** Explain every session not acted on (debug logs). */
   explain: boolean;
+  exemptListeners: boolean;
 }
 
 export interface RunDeps {
@@ -49,6 +50,7 @@ export function settingsFor(config: Config, target: string, policies: readonly C
     terminateTimeoutMs: config.terminateTimeout,
     logQueryText: config.logQueryText,
     explain: config.logLevel === 'debug' || config.logLevel === 'trace',
+    exemptListeners: config.exemptListeners,
   };
 }
 
@@ -74,6 +76,8 @@ export interface RunReport {
   durationSeconds: number;
   snapshot?: Snapshot;
   results: ActionResult[];
+  /** Every decision of the plan, held ones (when) included; results cover those not held. */
+  decisions?: Decision[];
   /** With settings.explain: the sessions not acted on, and why. */
   notActedOn?: NotActedOn[];
   /** Milliseconds per step (trace logs). */
@@ -117,11 +121,13 @@ async function decideAndAct(snapshot: Snapshot, db: Db, settings: RunSettings, d
       target: settings.target,
       applicationName: settings.applicationName,
       maxActionsPerRun: settings.maxActionsPerRun,
+      exemptListeners: settings.exemptListeners,
     });
-    const notActedOn = settings.explain ? explain(snapshot, settings.policies, settings.applicationName, new Set(decisions.map((d) => d.session.pid))) : undefined;
+    const acting = decisions.filter((d) => !d.held);
+    const notActedOn = settings.explain ? explain(snapshot, settings.policies, settings.applicationName, decisions, settings.exemptListeners) : undefined;
     timings.planMs = deps.monotonic() - mark;
     mark = deps.monotonic();
-    const results = await execute(decisions, {
+    const results = await execute(acting, {
       db,
       applicationName: settings.applicationName,
       terminateTimeoutMs: settings.terminateTimeoutMs,
@@ -130,7 +136,7 @@ async function decideAndAct(snapshot: Snapshot, db: Db, settings: RunSettings, d
     });
     timings.executeMs = deps.monotonic() - mark;
     const failed = results.some((r) => r.outcome === 'failed');
-    return finish({ ok: !failed, ...(failed ? { error: 'some actions failed' } : {}), snapshot, results, ...(notActedOn ? { notActedOn } : {}) });
+    return finish({ ok: !failed, ...(failed ? { error: 'some actions failed' } : {}), snapshot, results, decisions, ...(notActedOn ? { notActedOn } : {}) });
   } catch (err) {
     return finish({ ok: false, error: describeError(err), snapshot, results: [] });
   }

@@ -31,10 +31,13 @@ export function session(opts: Partial<Session> & { idleFor?: number; activeFor?:
     xactStart: `xs-${nextPid}`,
     superuser: false,
     canSignal: true,
+    blockedBy: null,
+    waitStartMs: null,
+    listener: false,
     ...rest,
   };
 }
 
 export function snapshot(sessions: Session[]): Snapshot {
-  return { nowMs: NOW, selfPid: 1, privileges: { superuser: false, signalBackend: true, readAllStats: true }, server: { version: '18.4', versionNum: 180004, user: 'reaper' }, sessions };
+  return { nowMs: NOW, selfPid: 1, privileges: { superuser: false, signalBackend: true, readAllStats: true }, server: { version: '18.4', versionNum: 180004, user: 'reaper' }, clientSlots: 97, sessions };
 }

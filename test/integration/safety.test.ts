@@ -202,6 +202,45 @@ describe('the guard re-checks the fact the decision rests on, not more', () => {
   });
 });
 
+describe('the guard for blocking', () => {
+  it('a blocker that committed and opened another transaction between plan and execute is skipped_changed', async () => {
+    const tag = unique('t-bguard');
+    const table = `bguard_${tag.replace(/-/g, '_')}`;
+    await s.admin.query(`CREATE TABLE ${table} (id int PRIMARY KEY)`);
+    await s.admin.query(`INSERT INTO ${table} VALUES (1)`);
+    await s.admin.query(`GRANT ALL ON ${table} TO app_t`);
+    try {
+      const holder = await s.session({ user: app, application: `${tag}-holder` });
+      const waiter = await s.session({ user: app, application: `${tag}-waiter` });
+      await holder.client.query('BEGIN');
+      await holder.client.query(`SELECT * FROM ${table} FOR UPDATE`);
+      const waits = waiter.client.query(`SELECT * FROM ${table} FOR UPDATE`);
+      const deadline = Date.now() + 10_000;
+      while ((await s.admin.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND wait_event_type = 'Lock' AND clock_timestamp() - state_change > interval '500 ms'", [waiter.pid])).rowCount === 0) {
+        if (Date.now() > deadline) throw new Error('the waiter never waited');
+        await sleep(50);
+      }
+      const config = testConfig({ policies: [{ name: 'b', maxBlocking: '500ms', match: { applications: [`${tag}-*`] } }] }, reaper);
+      const db = openTarget(config.targets[0]!, { applicationName: config.applicationName });
+      try {
+        const decisions = await planNow(db, config);
+        expect(decisions.map((d) => [d.session.pid, d.reason])).toEqual([[holder.pid, 'blocking']]);
+        await holder.client.query('COMMIT'); // the waiter gets its lock
+        await waits;
+        await holder.client.query('BEGIN');
+        await holder.client.query('SELECT 1'); // a new transaction: not the one that blocked
+        expect((await executeNow(db, config, decisions)).get(holder.pid)).toBe('skipped_changed');
+        expect(await s.isAlive(holder.pid)).toBe(true);
+      } finally {
+        await db.close();
+      }
+    } finally {
+      await s.closeAll();
+      await s.admin.query(`DROP TABLE ${table}`);
+    }
+  });
+});
+
 describe('the guard inside the kill statement', () => {
   it('refuses an own-application session and a superuser session even when a decision names them', async () => {
     const tag = unique('t-guard');

@@ -106,14 +106,19 @@ policies:
 
 // Each malformed example, with the exact problem it must produce.
 const MALFORMED: [string, string, string][] = [
-  ['unknown top-level key', MINIMAL + 'colour: red\n', 'c.yaml:7:1 colour: unknown key "colour"; accepted keys: schedule, timezone, scheduleJitter, maxConcurrentRuns, dryRun, logLevel, logFormat, applicationName, http, maxActionsPerRun, terminateTimeout, shutdownTimeout, logQueryText, exempt, targets, policies'],
-  ['unknown policy key', MINIMAL + '    maxIdel: 5m\n', 'c.yaml:7:5 policies[0].maxIdel: unknown key "maxIdel"; accepted keys: name, targets, maxIdle,'],
+  ['unknown top-level key', MINIMAL + 'colour: red\n', 'c.yaml:7:1 colour: unknown key "colour"; accepted keys: schedule, timezone, scheduleJitter, maxConcurrentRuns, coordination, dryRun, logLevel, logFormat, applicationName, http, maxActionsPerRun, terminateTimeout, shutdownTimeout, logQueryText, exemptListeners, exempt, targets, policies'],
+  ['unknown policy key', MINIMAL + '    maxIdel: 5m\n', 'c.yaml:7:5 policies[0].maxIdel: unknown key "maxIdel"; accepted keys: name, targets, maxBlocking, maxIdle, keepIdle,'],
   ['unknown target key', MINIMAL.replace('    connectionString', '    sslmode: require\n    connectionString'), 'c.yaml:3:5 targets[0].sslmode: unknown key "sslmode"'],
   ['duration is a word', MINIMAL.replace('10m', 'ten'), 'c.yaml:6:14 policies[0].maxIdle: expected a duration like "10m" (ms, s, m, h, d, or a number of seconds) greater than 0, got "ten"'],
   ['duration is zero', MINIMAL.replace('10m', '0s'), 'c.yaml:6:14 policies[0].maxIdle: expected a duration like "10m" (ms, s, m, h, d, or a number of seconds) greater than 0, got "0s"'],
   ['duration is negative', MINIMAL.replace('10m', '-5'), 'policies[0].maxIdle: expected a duration like "10m"'],
   ['duration has an unknown unit', MINIMAL.replace('10m', '10w'), 'got "10w"'],
-  ['no threshold', MINIMAL.replace('    maxIdle: 10m\n', ''), 'c.yaml:5:5 policies[0]: a policy needs at least one threshold: maxIdle, maxIdleInTransaction, maxQueryDuration, maxTransactionDuration, maxConnectionAge'],
+  ['keepIdle without maxIdle', MINIMAL.replace('    maxIdle: 10m\n', '    maxConnectionAge: 1h\n    keepIdle: 2\n'), 'c.yaml:7:15 policies[0].keepIdle: keepIdle only works with maxIdle: it spares the most recently active of the idle sessions that maxIdle would terminate'],
+  ['terminateAfter without cancel', MINIMAL.replace('    maxIdle: 10m\n', '    maxQueryDuration: 1m\n    terminateAfter: 30s\n'), 'c.yaml:7:21 policies[0].terminateAfter: terminateAfter only works with action "cancel": it terminates a query that outlived its cancel'],
+  ['when over 100%', MINIMAL + '    when: { connectionsAbove: "120%" }\n', 'c.yaml:7:31 policies[0].when.connectionsAbove: expected a percentage of the client slots from "1%" to "100%", or a whole number of connections >= 1, got "120%"'],
+  ['when of 0', MINIMAL + '    when: { connectionsAbove: 0 }\n', 'c.yaml:7:31 policies[0].when.connectionsAbove: expected a percentage of the client slots from "1%" to "100%", or a whole number of connections >= 1, got 0'],
+  ['leaseTimeout too short', MINIMAL + 'coordination: { mode: advisory-lock, leaseTimeout: 2s }\n', 'c.yaml:7:52 coordination.leaseTimeout: expected a leaseTimeout of at least 6s (keepalive probes are counted in whole seconds)'],
+  ['no threshold', MINIMAL.replace('    maxIdle: 10m\n', ''), 'c.yaml:5:5 policies[0]: a policy needs at least one threshold: maxBlocking, maxIdle, maxIdleInTransaction, maxQueryDuration, maxTransactionDuration, maxConnectionAge'],
   ['cancel with maxIdle', MINIMAL + '    action: cancel\n', 'c.yaml:7:13 policies[0].action: action "cancel" only works with maxQueryDuration alone'],
   ['cancel with two thresholds', MINIMAL + '    maxQueryDuration: 1m\n    action: cancel\n', 'policies[0].action: action "cancel" only works with maxQueryDuration alone'],
   ['unknown action', MINIMAL + '    action: kill\n', 'c.yaml:7:13 policies[0].action: expected one of "terminate", "cancel", got "kill"'],

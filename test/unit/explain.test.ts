@@ -14,8 +14,7 @@ const policiesOf = (policies: unknown[], extra: Record<string, unknown> = {}) =>
 function why(sessions: ReturnType<typeof session>[], policies: unknown[], extra: Record<string, unknown> = {}): string[] {
   const compiled = policiesOf(policies, extra);
   const snap = snapshot(sessions);
-  const decided = new Set(plan(snap, compiled, { target: 't', applicationName: 'pg-reaper' }).map((d) => d.session.pid));
-  return explain(snap, compiled, 'pg-reaper', decided).map((n) => n.why);
+  return explain(snap, compiled, 'pg-reaper', plan(snap, compiled, { target: 't', applicationName: 'pg-reaper' })).map((n) => n.why);
 }
 
 describe('explain', () => {
