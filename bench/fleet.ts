@@ -10,7 +10,7 @@ import { round, summarize } from './lib/stats.js';
 // and never answers). Every live target's run must start within 1 s of its schedule, and a dead
 // one must cost no more than its connect timeout. Measured per Node binary (BENCH_NODES adds
 // more), without and with scheduleJitter: 2s, and against a baseline build when
-// BENCH_BASELINE_CLI names its dist/src/cli.js (the peak RSS before and after a change).
+// BENCH_BASELINE_CLI names its dist/pg-reaper/cli.js (the peak RSS before and after a change).
 
 const TARGETS = 200;
 const DEAD = 20;

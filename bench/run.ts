@@ -1,6 +1,6 @@
 import { log } from './lib/results.js';
 
-// npm run bench [part...]: parts reap, idle, planner, footprint, fleet, latency (default: all),
+// npm run bench [part...]: parts reap, idle, planner, footprint, fleet, latency, cpu, startup (default: all),
 // then BENCHMARKS.md is rewritten from bench/results/*.json.
 
 const PARTS: Record<string, () => Promise<unknown>> = {
@@ -10,6 +10,8 @@ const PARTS: Record<string, () => Promise<unknown>> = {
   latency: async () => (await import('./latency.js')).benchLatency(),
   footprint: async () => (await import('./footprint.js')).benchFootprint(),
   fleet: async () => (await import('./fleet.js')).benchFleet(),
+  cpu: async () => (await import('./cpu.js')).benchCpu(),
+  startup: async () => (await import('./startup.js')).benchStartup(),
 };
 
 const asked = process.argv.slice(2);

@@ -13,11 +13,11 @@ ln -s "$PWD/node_modules" "$work/clone/node_modules"   # dev dependencies for pr
 [ ! -e "$work/clone/dist" ] || fail "a fresh clone already has dist/"
 tarball=$(cd "$work/clone" && npm pack --silent --pack-destination "$work" | tail -n 1)
 contents=$(tar -tzf "$work/$tarball")
-for f in package/dist/src/cli.js package/dist/src/embedded/keeper.js package/LICENSE package/README.md package/config.example.yaml package/package.json; do
+for f in package/dist/pg-reaper/cli.js package/dist/pg-reaper/keeper.js package/LICENSE package/README.md package/config.example.yaml package/package.json; do
   grep -qx "$f" <<<"$contents" || fail "$f is not in $tarball"
 done
 ! grep -q '\.map$' <<<"$contents" || fail "source maps in the package point at sources it does not ship"
-! grep -qE '^package/(src|test|bench)/' <<<"$contents" || fail "sources, tests or benchmarks in the package"
+! grep -qE '^package/(src|test|bench|dist/src|dist/bench)/' <<<"$contents" || fail "sources, tests, benchmarks or unbundled output in the package"
 echo "ok: $tarball holds the built program ($(wc -l <<<"$contents") files)"
 
 npm install --global --prefix "$work/prefix" --no-audit --no-fund --loglevel=error "$work/$tarball"

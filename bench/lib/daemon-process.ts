@@ -5,7 +5,8 @@ import { join } from 'node:path';
 
 // `pg-reaper run` as a child process, as deployed: its JSON log lines, its /proc figures.
 
-const CLI = join(import.meta.dirname, '../../src/cli.js');
+// the program as shipped (the bundle), from dist/bench/lib/
+const CLI = join(import.meta.dirname, '../../pg-reaper/cli.js');
 
 export interface DaemonProcess {
   child: ChildProcess;
@@ -15,7 +16,7 @@ export interface DaemonProcess {
   stop(): Promise<number | null>;
 }
 
-/** `cli`: another build's dist/src/cli.js (a baseline to compare against); default this one. */
+/** `cli`: another build's dist/pg-reaper/cli.js (a baseline to compare against); default this one. */
 export async function startDaemonProcess(configYaml: string, node = process.execPath, cli = CLI): Promise<DaemonProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'pg-reaper-bench-'));
   const file = join(dir, 'config.yaml');

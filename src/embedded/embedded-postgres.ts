@@ -60,11 +60,11 @@ export async function nativeDir(explicit?: string): Promise<string> {
   }
 }
 
-// The keeper runs as compiled JavaScript: next to this file when built, else (this file run from
-// source by vitest) the copy that `npm test` builds first.
+// The keeper runs as compiled JavaScript: next to this file when built (the bundle, or tsc's
+// output), else (this file run from source by vitest) the bundle that `npm test` builds first.
 function keeperPath(): string {
   const here = fileURLToPath(import.meta.url);
-  const built = here.endsWith('.js') ? join(dirname(here), 'keeper.js') : resolve(dirname(here), '../../dist/src/embedded/keeper.js');
+  const built = here.endsWith('.js') ? join(dirname(here), 'keeper.js') : resolve(dirname(here), '../../dist/pg-reaper/keeper.js');
   if (!existsSync(built)) throw new Error(`${built} is missing: run "npm run build" first`);
   return built;
 }

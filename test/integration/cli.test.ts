@@ -9,14 +9,15 @@ import { ensureReaperRole, ensureRole, PASSWORD, Sessions, unique, urlFor } from
 
 // The built CLI as a child process, the way a container runs it.
 
-const CLI = join(import.meta.dirname, '../../dist/src/cli.js');
+// the program as shipped: the bundle that npm run build makes (npm test builds first)
+const CLI = join(import.meta.dirname, '../../dist/pg-reaper/cli.js');
 const s = new Sessions();
 let reaper: string;
 let app: string;
 let dir: string;
 
 beforeAll(async () => {
-  if (!existsSync(CLI)) throw new Error('dist/src/cli.js is missing: run "npm run build" (npm test does it first)');
+  if (!existsSync(CLI)) throw new Error('dist/pg-reaper/cli.js is missing: run "npm run build" (npm test does it first)');
   await s.start();
   reaper = await ensureReaperRole(s.admin);
   app = await ensureRole(s.admin, 'app_t');

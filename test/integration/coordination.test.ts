@@ -86,6 +86,9 @@ describe('coordination: advisory-lock', () => {
     // a graceful stop releases the lock: the other replica takes over at its next run
     await a.stop();
     daemons.splice(daemons.indexOf(a), 1);
+    // the server frees the lock when it has ended A's session, a moment after A closed its socket
+    const deadline = Date.now() + 5000;
+    while ((await holders(['one'])).one!.length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     await b.runNow('one');
     expect(await leaderOf(b, 'one')).toBe(1);
     expect((await holders(['one'])).one).toHaveLength(1);

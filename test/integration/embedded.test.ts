@@ -94,7 +94,7 @@ const s = await startEmbeddedPostgres({}); console.log(s.port); setInterval(() =
 
   it('Ctrl-C during the demo stops the daemon, then the server, prints one line and exits 130', async () => {
     const before = ours();
-    const child = spawn(process.execPath, [join(ROOT, 'dist/src/cli.js'), 'demo'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [join(ROOT, 'dist/pg-reaper/cli.js'), 'demo'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (out += d.toString()));

@@ -10,7 +10,7 @@ import { ensureReaperRole, ensureRole, Sessions, unique, urlFor, type TestSessio
 // run, with victims opened continuously for 30 s: each victim is terminated exactly once, there
 // is never more than one leader, and leadership moves on after a SIGKILL and after a graceful stop.
 
-const CLI = join(import.meta.dirname, '../../dist/src/cli.js');
+const CLI = join(import.meta.dirname, '../../dist/pg-reaper/cli.js');
 const s = new Sessions();
 let dir: string;
 let reaper: string;

@@ -1,0 +1,171 @@
+import { parseArgs } from 'node:util';
+import { formatProblem, loadConfigFile } from '../config/load.js';
+import type { Config } from '../config/schema.js';
+import type { LogFormat } from '../log/logger.js';
+import { describeError } from '../util/errors.js';
+import { plural } from '../util/plural.js';
+import { VERSION } from '../version.js';
+import { releaseEarlySignals, takeEarlySignals } from './early-signals.js';
+import { USAGE, VERB_HELP } from './usage.js';
+
+// Command line: parse, load config, dispatch. Expected failures print one clear line and exit
+// with 1 (a target failed), 2 (usage or config) or 3 (the daemon cannot listen on its HTTP
+// port); no stack traces.
+
+const EXIT_OK = 0;
+const EXIT_FAILED = 1;
+const EXIT_USAGE = 2;
+const EXIT_CANNOT_LISTEN = 3;
+
+class UsageError extends Error {}
+
+async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string', short: 'c' },
+        'dry-run': { type: 'boolean' },
+        json: { type: 'boolean' },
+        connect: { type: 'boolean' },
+        'log-format': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'V' },
+      },
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    process.stdout.write(VERB_HELP[positionals[0] ?? ''] ?? USAGE);
+    return EXIT_OK;
+  }
+  if (values.version) {
+    process.stdout.write(`pg-reaper ${VERSION}\n`);
+    return EXIT_OK;
+  }
+  const command = positionals[0] ?? 'run';
+  if (command !== 'run') releaseEarlySignals();
+  if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}"`);
+  if (!['run', 'check', 'once', 'demo'].includes(command)) throw new UsageError(`unknown command "${command}"; expected run, check, once or demo`);
+  if ((values['dry-run'] || values.json) && command !== 'once') throw new UsageError('--dry-run and --json only apply to "once"');
+  if (values.connect && command !== 'check') throw new UsageError('--connect only applies to "check"');
+  const format = values['log-format'];
+  if (format !== undefined && format !== 'json' && format !== 'pretty') throw new UsageError(`--log-format must be json or pretty, got "${format}"`);
+
+  if (command === 'demo') {
+    const { runDemo, demoUnavailable } = await import('../demo/demo.js');
+    const missing = await demoUnavailable();
+    if (missing) {
+      process.stderr.write(`pg-reaper: ${missing}\n`);
+      return EXIT_FAILED;
+    }
+    return runDemo();
+  }
+
+  const file = values.config ?? process.env.PG_REAPER_CONFIG ?? 'config.yaml';
+  const loaded = loadConfigFile(file);
+  if (!loaded.ok) {
+    for (const p of loaded.problems) process.stderr.write(formatProblem(p) + '\n');
+    process.stderr.write(`${file}: ${plural(loaded.problems.length, 'problem')}, config not loaded\n`);
+    return EXIT_USAGE;
+  }
+  const config = loaded.config;
+
+  if (command === 'check') {
+    process.stdout.write(`${file}: ok: ${summary(config)}\n`);
+    if (!values.connect) return EXIT_OK;
+    const { checkConnections } = await import('./check-connect.js');
+    const checks = await checkConnections(config);
+    for (const c of checks) process.stdout.write(c.line + '\n');
+    return checks.every((c) => c.ok) ? EXIT_OK : EXIT_FAILED;
+  }
+  if (command === 'once') {
+    // each command loads only what it uses: `once` never starts HTTP, metrics or the scheduler
+    const { formatJsonLines, formatTable, runOnce } = await import('./once.js');
+    const effective: Config = values['dry-run'] ? { ...config, dryRun: true } : config;
+    const { createLogger, logFormatFor } = await import('../log/logger.js');
+    const logger = createLogger(config.logLevel, undefined, logFormatFor(format ?? config.logFormat, process.stderr), 2);
+    const reports = await runOnce(effective, logger);
+    process.stdout.write(values.json ? formatJsonLines(reports, config.logQueryText) : formatTable(reports));
+    return reports.every((r) => r.ok) ? EXIT_OK : EXIT_FAILED;
+  }
+  return runDaemon(config, file, format ?? config.logFormat);
+}
+
+function summary(c: Config): string {
+  return `${plural(c.targets.length, 'target')} (${c.targets.map((t) => t.name).join(', ')}), ${plural(c.policies.length, 'policy')} (${c.policies.map((p) => p.name).join(', ')}), schedule "${c.schedule}"${c.timezone ? ` ${c.timezone}` : ''}, dryRun ${c.dryRun ? 'on' : 'off'}`;
+}
+
+async function runDaemon(config: Config, file: string, format: LogFormat | undefined): Promise<number> {
+  const { createLogger, logFormatFor } = await import('../log/logger.js');
+  const logger = createLogger(config.logLevel, undefined, logFormatFor(format, process.stdout));
+  // Nothing may end the process silently: log it, then exit non-zero so a supervisor restarts us.
+  const fatal = (kind: string) => (err: unknown) => {
+    logger.fatal({ error: describeError(err) }, `${kind}: exiting`);
+    process.exit(EXIT_FAILED);
+  };
+  process.on('uncaughtException', fatal('uncaught exception'));
+  process.on('unhandledRejection', fatal('unhandled rejection'));
+
+  const { startDaemon, ListenError } = await import('../daemon/daemon.js');
+  let daemon;
+  try {
+    daemon = await startDaemon(config, { logger, version: VERSION });
+  } catch (err) {
+    logger.fatal({ error: describeError(err) }, 'cannot start');
+    return err instanceof ListenError ? EXIT_CANNOT_LISTEN : EXIT_FAILED;
+  }
+  return new Promise<number>((resolve) => {
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+      signals++;
+      if (signals > 1) {
+        logger.warn({ signal }, 'second signal: exiting now');
+        resolve(EXIT_FAILED);
+        return;
+      }
+      logger.info({ signal }, 'shutting down');
+      daemon.stop().then(
+        () => resolve(EXIT_OK),
+        (err: unknown) => {
+          logger.error({ error: describeError(err) }, 'error while stopping');
+          resolve(EXIT_FAILED);
+        },
+      );
+    };
+    // SIGHUP: re-read the file. A config with any problem is not applied: the old one keeps running.
+    const onHup = () => {
+      const next = loadConfigFile(file);
+      if (!next.ok) daemon.reloadFailed(next.problems.map(formatProblem));
+      else daemon.reload(next.config).catch((err: unknown) => logger.error({ error: describeError(err) }, 'config reload failed'));
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    process.on('SIGHUP', onHup);
+    // what arrived while starting is applied now
+    const early = takeEarlySignals();
+    if (early.stop) onSignal(early.stop);
+    else if (early.reload) {
+      logger.info('SIGHUP arrived while starting: reloading the config now');
+      onHup();
+    }
+  });
+}
+
+export function run(argv: string[]): void {
+  main(argv).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      if (err instanceof UsageError) {
+        process.stderr.write(`pg-reaper: ${err.message}\nRun "pg-reaper --help" for usage.\n`);
+        process.exit(EXIT_USAGE);
+      }
+      process.stderr.write(`pg-reaper: ${describeError(err)}\n`);
+      process.exit(EXIT_FAILED);
+    },
+  );
+}
