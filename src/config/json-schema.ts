@@ -1,0 +1,157 @@
+import { z } from 'zod';
+import { configSchema } from './schema.js';
+
+// config.schema.json for editors (yaml-language-server): generated from the zod schema (keys,
+// types, enums, required keys, limits), with what zod cannot say about inputs filled in here:
+// durations, values from ${VAR}, defaults of the keys whose input zod transforms, and a
+// description on every key in the README's words. `npm run schema` writes it; a test fails when
+// the file is stale or a key has no description. Not loaded by the daemon.
+
+type Json = Record<string, unknown>;
+
+const DURATION = { anyOf: [{ type: 'string', pattern: '^(\\d+(\\.\\d+)?(ms|s|m|h|d))+$|^\\d+(\\.\\d+)?$' }, { type: 'number', exclusiveMinimum: 0 }] };
+const ENV_REF = { type: 'string', pattern: '\\$\\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\\}' };
+
+/** Keys whose input is a duration, with their default as written in YAML. */
+const DURATIONS: Record<string, string | undefined> = {
+  scheduleJitter: '0',
+  'coordination.leaseTimeout': '30s',
+  terminateTimeout: '5s',
+  shutdownTimeout: '10s',
+  'targets[].connectTimeout': '5s',
+  'targets[].queryTimeout': '30s',
+  'policies[].maxBlocking': undefined,
+  'policies[].maxIdle': undefined,
+  'policies[].maxIdleInTransaction': undefined,
+  'policies[].maxQueryDuration': undefined,
+  'policies[].maxTransactionDuration': undefined,
+  'policies[].maxConnectionAge': undefined,
+  'policies[].terminateAfter': undefined,
+};
+
+/** Defaults that zod cannot show on the input side (the key's value is transformed). */
+const DEFAULTS: Record<string, unknown> = {
+  maxConcurrentRuns: 32,
+  'coordination.lockKey': 79173604,
+  dryRun: false,
+  'http.port': 9188,
+  logQueryText: false,
+  exemptListeners: true,
+  'policies[].dryRun': false,
+};
+
+export const DESCRIPTIONS: Record<string, string> = {
+  schedule: 'Cron pattern (croner), 5 fields or 6 with seconds first. Every target also runs once at start; a trigger that finds the previous run of a target still going is skipped and counted as an overlap.',
+  timezone: 'IANA time zone for the schedule (default: local).',
+  scheduleJitter: 'Each target of a trigger starts at a random delay up to this, so many targets do not start in the same instant.',
+  maxConcurrentRuns: 'Runs in flight across targets at most; a run waiting for a slot is not an overlap.',
+  coordination: 'How several replicas share the work: one replica acts per target.',
+  'coordination.mode': 'none: every replica acts; advisory-lock: only the holder of the target\'s advisory lock acts, the others stand by.',
+  'coordination.lockKey': 'First key of the advisory locks (an int4; default FNV-1a of "pg-reaper").',
+  'coordination.leaseTimeout': 'At least 6s: how soon the server ends the lock session of a holder whose host vanished (TCP keepalives on the lock connection).',
+  dryRun: 'Signal nothing anywhere: decisions are logged and counted as would_terminate / would_cancel. Wins over a policy\'s dryRun: false.',
+  logLevel: 'fatal, error, warn, info, debug (adds why each session was not acted on) or trace (adds step timings).',
+  logFormat: 'json (one object per line) or pretty (one readable line per action and run); default pretty on a terminal, else json.',
+  applicationName: 'application_name of our connections. Sessions with this name are never reaped, from any replica: give every replica the same name and do not let applications use it.',
+  http: 'Where /metrics, /livez and /readyz are served.',
+  'http.host': 'Address to listen on.',
+  'http.port': 'Port to listen on; 0 picks a free port, logged at start.',
+  maxActionsPerRun: 'Per target and run, across policies: the oldest offenders go first, the rest are skipped_cap.',
+  terminateTimeout: 'How long a run waits for terminated backends to exit (then: signalled).',
+  shutdownTimeout: 'How long SIGTERM waits for runs in flight.',
+  logQueryText: 'Add the query text (truncated by the server at track_activity_query_size) to action log lines. It can hold personal data.',
+  exemptListeners: 'Spare sessions whose last statement was LISTEN from idle and connection_age.',
+  exempt: 'Sessions no policy touches: any list that matches spares the session.',
+  'selector.users': 'Role names: globs (* any run of characters, ? one character), whole string, case-sensitive.',
+  'selector.databases': 'Database names: globs, whole string, case-sensitive.',
+  'selector.applications': 'application_name values: globs, whole string, case-sensitive.',
+  'selector.clientAddresses': 'IPv4 and IPv6 addresses and CIDRs, and "local" for Unix-socket sessions.',
+  targets: 'The servers to watch.',
+  'targets[].name': 'Lowercase letters, digits, "_" or "-"; unique; the target label.',
+  'targets[].connectionString': 'A libpq connection string: URL or keyword/value pairs (host, port, dbname, user, password, sslmode, sslrootcert, sslcert, sslkey, connect_timeout, application_name).',
+  'targets[].host': 'Host name, address or Unix-socket directory (without connectionString).',
+  'targets[].port': 'Port (without connectionString).',
+  'targets[].user': 'Role to connect as (without connectionString).',
+  'targets[].password': 'Password (or passwordFile).',
+  'targets[].passwordFile': 'File holding the password, read at every connect; relative to the config file\'s directory.',
+  'targets[].database': 'Database to connect to (without connectionString).',
+  'targets[].ssl': 'TLS for the host/port form, as libpq\'s sslmode means it.',
+  'targets[].ssl.mode': 'disable, allow, prefer (default), require, verify-ca or verify-full, as in libpq.',
+  'targets[].ssl.rootCert': 'Root certificate file (with require: checked as verify-ca); relative to the config file\'s directory.',
+  'targets[].ssl.cert': 'Client certificate file (with key).',
+  'targets[].ssl.key': 'Client key file (with cert).',
+  'targets[].schedule': 'This target\'s own cron pattern.',
+  'targets[].timezone': 'This target\'s own time zone.',
+  'targets[].connectTimeout': 'A server that does not answer costs one failed run of that target, never the others.',
+  'targets[].queryTimeout': 'Each of our statements is cancelled by the server past this; the client gives up 2 s later.',
+  policies: 'The rules, in file order: the first policy that has a session in scope and whose threshold it exceeds acts on it.',
+  'policies[].name': 'Lowercase letters, digits, "_" or "-"; unique; the policy label.',
+  'policies[].targets': 'Names of the targets it applies to (default: all).',
+  'policies[].maxBlocking': 'Another session has waited on a lock held by this one (the root of the chain) for longer than this.',
+  'policies[].maxIdle': 'State idle for longer than this (now - state_change).',
+  'policies[].keepIdle': 'With maxIdle: keep the N most recently active idle sessions of each user, database and application.',
+  'policies[].maxIdleInTransaction': 'Idle in transaction (or aborted) for longer than this (now - state_change).',
+  'policies[].maxQueryDuration': 'State active for longer than this (now - query_start).',
+  'policies[].maxTransactionDuration': 'Transaction open for longer than this, in any state (now - xact_start).',
+  'policies[].maxConnectionAge': 'Connected for longer than this (now - backend_start).',
+  'policies[].match': 'Sessions in scope: every non-empty list must match (default: everything).',
+  'policies[].exempt': 'Sessions this policy spares: any list that matches.',
+  'policies[].action': 'terminate (pg_terminate_backend) or cancel (pg_cancel_backend: only with maxQueryDuration alone).',
+  'policies[].terminateAfter': 'With action cancel: terminate instead when the same query is still running this long after maxQueryDuration.',
+  'policies[].when': 'Act only under connection pressure.',
+  'policies[].when.connectionsAbove': 'Client connections above which the policy acts: "80%" of max_connections minus the reserved slots, or a number.',
+  'policies[].dryRun': 'This policy only decides and logs.',
+  'policies[].maxActionsPerRun': 'Per target and run, for this policy.',
+};
+
+const SELECTORS = new Set(['exempt', 'policies[].match', 'policies[].exempt']);
+
+function annotate(node: Json, path: string, missing: string[]): void {
+  const props = node.properties as Record<string, Json> | undefined;
+  if (props) {
+    for (const [key, child] of Object.entries(props)) {
+      const childPath = SELECTORS.has(path) ? `selector.${key}` : path ? `${path}.${key}` : key;
+      props[key] = describe(child, childPath, missing);
+    }
+  }
+  const items = node.items as Json | undefined;
+  if (items) annotate(items, `${path}[]`, missing);
+}
+
+function describe(node: Json, path: string, missing: string[]): Json {
+  let out: Json = node;
+  if (path in DURATIONS) {
+    const anyOf = path === 'scheduleJitter' ? [DURATION.anyOf[0], { type: 'number', minimum: 0 }] : DURATION.anyOf;
+    out = { anyOf, ...(DURATIONS[path] !== undefined ? { default: DURATIONS[path] } : {}) };
+  } else if (path === 'policies[].when.connectionsAbove') {
+    out = { anyOf: [{ type: 'string', pattern: '^\\s*\\d+(\\.\\d+)?\\s*%\\s*$' }, { type: 'integer', minimum: 1 }] };
+  } else if (path in DEFAULTS) {
+    out = { ...node, default: DEFAULTS[path] };
+  }
+  annotate(out, path, missing);
+  // a scalar that is not a string may also be written as "${VAR}"
+  const scalar = out.type === 'integer' || out.type === 'number' || out.type === 'boolean' || (out.anyOf !== undefined && !out.properties);
+  if (scalar) {
+    const { default: def, ...rest } = out;
+    out = { anyOf: [...((rest.anyOf as Json[] | undefined) ?? [rest]), ENV_REF], ...(def !== undefined ? { default: def } : {}) };
+  }
+  const description = DESCRIPTIONS[path];
+  if (description === undefined) missing.push(path);
+  return { description, ...out };
+}
+
+/** The JSON Schema of the config file, and the keys that have no description (should be none). */
+export function configJsonSchema(): { schema: Json; undocumented: string[] } {
+  const raw = z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }) as Json;
+  const missing: string[] = [];
+  annotate(raw, '', missing);
+  const schema = {
+    $schema: raw.$schema,
+    title: 'pg-reaper configuration',
+    description: 'The YAML config of pg-reaper. Generated by npm run schema from src/config/schema.ts; see the README for every key.',
+    ...Object.fromEntries(Object.entries(raw).filter(([k]) => k !== '$schema')),
+  };
+  return { schema, undocumented: [...new Set(missing)] };
+}
+
+export const renderJsonSchema = (): string => JSON.stringify(configJsonSchema().schema, null, 2) + '\n';
