@@ -39,9 +39,9 @@ SELECT extract(epoch FROM me.now)::float8 * 1000 AS now_ms, me.pid AS self_pid,
        CASE WHEN a.wait_event_type = 'Lock' THEN extract(epoch FROM coalesce(
          (SELECT min((to_jsonb(l) ->> 'waitstart')::timestamptz) FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted),
          a.state_change))::float8 * 1000 END AS wait_start_ms,
-       -- a listener: its last statement was LISTEN (leading whitespace and comments allowed);
-       -- the query text itself stays on the server
-       coalesce(a.query ~* '^(\\s|--[^\\n]*\\n|/\\*([^*]|\\*+[^*/])*\\*+/)*listen\\M', false) AS listener
+       -- a listener: idle, and its last statement was LISTEN (leading whitespace and comments
+       -- allowed); the query text itself stays on the server
+       coalesce(a.state = 'idle' AND a.query ~* '^(\\s|--[^\\n]*\\n|/\\*([^*]|\\*+[^*/])*\\*+/)*listen\\M', false) AS listener
        ${withQuery ? ', a.query' : ''}
   FROM me
   LEFT JOIN (pg_stat_activity a LEFT JOIN pg_roles r ON r.oid = a.usesysid)
