@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { cpuSeconds, rssBytes, startDaemonProcess } from './lib/daemon-process.js';
 import { startHolder } from './lib/holder.js';
@@ -9,13 +9,15 @@ import { round, summarize } from './lib/stats.js';
 // 4. Footprint of `pg-reaper run`: RSS and CPU with 1 target on a 1 s schedule, and with 200
 // targets spread over a few real servers on a 10 s schedule. Each server holds some idle
 // sessions, so every run reads a real snapshot; one policy reaps nothing (all under threshold).
+// Beside them, a bare `node -e` that stays up (the floor), and with BENCH_BASELINE_CLI another
+// build's dist/pg-reaper/cli.js (before and after, same run).
 
 const SECONDS = Number(process.env.BENCH_FOOTPRINT_SECONDS ?? 60);
 const SERVERS = 4;
 const SESSIONS_PER_SERVER = 100;
 
-async function measure(name: string, configYaml: string, node: string): Promise<Record<string, unknown>> {
-  const daemon = await startDaemonProcess(configYaml, node);
+async function measure(name: string, configYaml: string, node: string, cli?: string): Promise<Record<string, unknown>> {
+  const daemon = await startDaemonProcess(configYaml, node, cli);
   const rss: number[] = [];
   const anon: number[] = [];
   const file: number[] = [];
@@ -42,6 +44,15 @@ async function measure(name: string, configYaml: string, node: string): Promise<
   return result;
 }
 
+/** A bare Node process that stays up: the floor under any daemon's RSS. */
+async function bareNode(node: string): Promise<{ rssMiB: number; rssAnonMiB: number }> {
+  const child = spawn(node, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+  await sleep(2000);
+  const m = rssBytes(child.pid!);
+  child.kill();
+  return { rssMiB: round(m.rss / 2 ** 20, 1), rssAnonMiB: round(m.anon / 2 ** 20, 1) };
+}
+
 const target = (name: string, s: BenchServer) => `  - { name: ${name}, connectionString: "${s.reaperUrl}" }`;
 
 export async function benchFootprint(): Promise<Record<string, unknown>> {
@@ -62,11 +73,16 @@ export async function benchFootprint(): Promise<Record<string, unknown>> {
     const binaries = [process.execPath, ...(process.env.BENCH_NODES ?? '').split(',').filter(Boolean)];
     const fleet = Array.from({ length: 200 }, (_, i) => target(`t${i}`, servers[i % SERVERS]!)).join('\n');
     const byNode = [];
+    const baseline = process.env.BENCH_BASELINE_CLI;
     for (const node of binaries) {
       const version = execFileSync(node, ['--version'], { encoding: 'utf8' }).trim();
-      const one = await measure(`${version} 1 target, 1 s`, `schedule: "* * * * * *"\nhttp: { host: 127.0.0.1, port: 0 }\ntargets:\n${target('t0', servers[0]!)}\n${policies}`, node);
-      const many = await measure(`${version} 200 targets, 10 s`, `schedule: "*/10 * * * * *"\nhttp: { host: 127.0.0.1, port: 0 }\ntargets:\n${fleet}\n${policies}`, node);
-      byNode.push({ node: version, oneTarget: { schedule: '* * * * * *', ...one, goal: 'RSS <= 70 MB' }, twoHundredTargets: { schedule: '*/10 * * * * *', ...many, goal: 'RSS <= 150 MB' } });
+      const bare = await bareNode(node);
+      log(`footprint ${version} bare node: RSS ${bare.rssMiB} MiB (private ${bare.rssAnonMiB})`);
+      for (const [build, cli] of [['this', undefined], ...(baseline ? [['baseline', baseline]] : [])] as [string, string | undefined][]) {
+        const one = await measure(`${version} ${build} 1 target, 1 s`, `schedule: "* * * * * *"\nhttp: { host: 127.0.0.1, port: 0 }\ntargets:\n${target('t0', servers[0]!)}\n${policies}`, node, cli);
+        const many = await measure(`${version} ${build} 200 targets, 10 s`, `schedule: "*/10 * * * * *"\nhttp: { host: 127.0.0.1, port: 0 }\ntargets:\n${fleet}\n${policies}`, node, cli);
+        byNode.push({ node: version, build, bareNode: bare, oneTarget: { schedule: '* * * * * *', ...one, goal: 'RSS <= 55 MiB on Node 24, <= 50 MiB on Node 20; private <= 15 MiB' }, twoHundredTargets: { schedule: '*/10 * * * * *', ...many, goal: 'RSS <= 150 MB' } });
+      }
     }
     const result = {
       postgres: servers[0]!.version,

@@ -8,6 +8,8 @@ import type { Registry } from '../metrics/prom.js';
 const { createServer } = createRequire(import.meta.url)('node:http') as typeof Http;
 
 // /metrics for Prometheus, /livez (= /healthz) and /readyz for Kubernetes probes; 404 elsewhere.
+// The deploy manifests are tested against these.
+export const PATHS = { metrics: '/metrics', live: '/livez', liveAlias: '/healthz', ready: '/readyz' } as const;
 
 export interface Health {
   live(): boolean;
@@ -27,14 +29,14 @@ export async function startHttpServer(host: string, port: number, registry: Regi
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
       return;
     }
-    if (path === '/metrics') {
+    if (path === PATHS.metrics) {
       registry.metrics().then(
         (body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body),
         () => res.writeHead(500).end('metrics unavailable\n'),
       );
       return;
     }
-    const probe = path === '/livez' || path === '/healthz' ? health.live() : path === '/readyz' ? health.ready() : undefined;
+    const probe = path === PATHS.live || path === PATHS.liveAlias ? health.live() : path === PATHS.ready ? health.ready() : undefined;
     if (probe === undefined) res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
     else res.writeHead(probe ? 200 : 503, { 'content-type': 'text/plain' }).end(probe ? 'ok\n' : 'not ready\n');
   });
