@@ -126,3 +126,27 @@ describe('deploy/kubernetes', () => {
     expect(config.ok && config.config.targets.map((t) => [t.host, t.port])).toEqual([['127.0.0.1', pod.spec.containers[0].ports[0].containerPort]]);
   });
 });
+
+describe('the runbook and the image', () => {
+  it('every alert links to a section of docs/operations.md that exists', () => {
+    const rules = parse(readFileSync(join(ROOT, 'deploy/prometheus/pg-reaper.rules.yaml'), 'utf8')) as Doc;
+    const doc = readFileSync(join(ROOT, 'docs/operations.md'), 'utf8');
+    const anchors = new Set([...doc.matchAll(/^#+ (.+)$/gm)].map((m) => m[1]!.toLowerCase().replace(/[^a-z0-9 -]/g, '').replace(/ /g, '-')));
+    for (const r of rules.groups.flatMap((g: Doc) => g.rules) as Doc[]) {
+      const anchor = /#(.+)$/.exec(r.annotations.runbook_url as string)![1]!;
+      expect(anchors, `${r.alert} → #${anchor}`).toContain(anchor);
+      expect(anchor).toBe((r.alert as string).toLowerCase());
+    }
+  });
+
+  it('the Dockerfile: version label from package.json, the default port, a health check on /livez, node as PID 1, the node user', () => {
+    const file = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+    expect(/^ARG VERSION=(.+)$/m.exec(file)?.[1]).toBe(version);
+    expect(file).toMatch(/^EXPOSE 9188$/m);
+    expect(file).toMatch(new RegExp(`^HEALTHCHECK [\\s\\S]*127\\.0\\.0\\.1:9188${PATHS.live}`, 'm'));
+    expect(file).toMatch(/^USER node$/m);
+    expect(file).toMatch(/^ENTRYPOINT \["node", "--max-semi-space-size=1", "\/app\/dist\/pg-reaper\/cli\.js"\]$/m);
+    expect(file).toMatch(/^ENV [\s\S]*PG_REAPER_CONFIG=\/etc\/pg-reaper\/config\.yaml/m);
+    expect(readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n')).toEqual(expect.arrayContaining(['node_modules', '.git', 'test', 'bench']));
+  });
+});
