@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { validateConfig } from '../src/config/load.js';
-import type { Session, Snapshot } from '../src/db/session.js';
+import { aggregatesOf, type Session, type Snapshot } from '../src/db/session.js';
 import { plan } from '../src/plan/planner.js';
 import { compilePolicies } from '../src/policy/compile.js';
 import { writeResult, log } from './lib/results.js';
@@ -71,7 +71,7 @@ function fixture(withRules: boolean): { snapshot: Snapshot; config: ReturnType<t
     };
   });
   const config = validateConfig({ exempt: { users: ['postgres'] }, targets: [{ name: 't', host: 'db' }], policies });
-  return { snapshot: { nowMs: now, selfPid: 1, privileges: { superuser: false, signalBackend: true, readAllStats: true }, server: { version: '18.4', versionNum: 180004, user: 'reaper' }, clientSlots: 97, sessions }, config };
+  return { snapshot: { nowMs: now, selfPid: 1, privileges: { superuser: false, signalBackend: true, readAllStats: true }, server: { version: '18.4', versionNum: 180004, user: 'reaper' }, clientSlots: 97, sessions, ...aggregatesOf(sessions, now) }, config };
 }
 
 function measure(withRules: boolean): { ms: ReturnType<typeof summarize>; decisions: number; nsPerSessionPolicy: number } {

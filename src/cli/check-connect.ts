@@ -23,7 +23,7 @@ export async function checkConnections(config: Config): Promise<ConnectCheck[]> 
       try {
         const snap = await readSnapshot(db, { withQuery: false });
         const p = snap.privileges;
-        const seen = snap.sessions.length;
+        const seen = snap.clients;
         const judged = snap.sessions.filter((s) => s.backendStart !== null).length;
         const signalled = snap.sessions.filter((s) => s.backendStart !== null && s.canSignal).length;
         const readsAll = p.superuser || p.readAllStats;

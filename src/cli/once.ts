@@ -2,6 +2,7 @@ import type { Config } from '../config/schema.js';
 import { formatDuration } from '../config/duration.js';
 import { openTarget } from '../db/target.js';
 import type { Logger } from '../log/logger.js';
+import { plural } from '../util/plural.js';
 import { actionFields, logRun, privilegeWarnings } from '../run/report.js';
 import { runTarget, settingsFor, systemDeps, type RunReport } from '../run/run-target.js';
 
@@ -42,7 +43,7 @@ export function formatTable(reports: readonly RunReport[]): string {
     for (const row of [header, ...rows]) lines.push(row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd());
   }
   for (const r of reports) {
-    const state = r.ok ? `ok, ${r.snapshot?.sessions.length ?? 0} sessions, ${r.results.length} decisions` : `FAILED: ${r.error}`;
+    const state = r.ok ? `ok, ${plural(r.snapshot?.clients ?? 0, 'session')}, ${plural(r.results.length, 'decision')}` : `FAILED: ${r.error}`;
     lines.push(`${r.target}: ${state} (${formatDuration(r.durationSeconds * 1000)})`);
   }
   return lines.join('\n') + '\n';

@@ -55,6 +55,14 @@ export interface Snapshot {
   server: ServerInfo;
   /** max_connections − superuser_reserved_connections − reserved_connections (16+). */
   clientSlots: number;
+  /** Every client session is in `sessions`; false when the server sent only those a policy could act on. */
+  complete: boolean;
+  /** Client sessions on the server but our own (visible or not), whether in `sessions` or not. */
+  clients: number;
+  /** Client sessions waiting on a lock. */
+  waiting: number;
+  /** Per state (null: not visible to our role): how many, and the oldest in it (ms since state_change). */
+  states: { state: string | null; count: number; oldestMs: number }[];
   sessions: Session[];
 }
 
@@ -65,3 +73,16 @@ export function stateLabel(state: string | null): string {
 }
 
 export const STATE_LABELS = ['active', 'idle', 'idle_in_transaction', 'idle_in_transaction_aborted', 'fastpath_function_call', 'disabled', 'unknown'] as const;
+
+/** The server-side aggregates of a snapshot, computed from a complete list of sessions (tests, benchmarks). */
+export function aggregatesOf(sessions: readonly Session[], nowMs: number): Pick<Snapshot, 'complete' | 'clients' | 'waiting' | 'states'> {
+  const by = new Map<string | null, { state: string | null; count: number; oldestMs: number }>();
+  for (const s of sessions) {
+    const state = s.backendStart === null ? null : s.state;
+    const e = by.get(state) ?? { state, count: 0, oldestMs: 0 };
+    e.count++;
+    if (s.stateChangeMs !== null) e.oldestMs = Math.max(e.oldestMs, nowMs - s.stateChangeMs);
+    by.set(state, e);
+  }
+  return { complete: true, clients: sessions.length, waiting: sessions.filter((s) => s.blockedBy !== null).length, states: [...by.values()] };
+}

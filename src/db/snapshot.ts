@@ -1,12 +1,16 @@
 import type { Db } from './db.js';
 import type { Session, Snapshot } from './session.js';
 
-// One statement reads the server clock, the server version, our role and privileges, and every
-// client backend but our own. Without pg_read_all_stats other roles' rows show NULL in
-// backend_type (and state and times): they are kept as sessions we can count but not judge,
-// told apart from background processes by having a role.
-// LEFT JOIN from the one-row `me` keeps the clock when there are no sessions at all. Ages are
-// taken against clock_timestamp() of this same statement, never the daemon's clock.
+// One statement reads the server clock, the server version, our role and privileges, what the
+// metrics need about every client backend but our own (counts and the oldest age per state,
+// connections, lock waits: aggregated on the server), and a full row only for the sessions some
+// policy could act on: those past the smallest threshold of each reason, lock waiters and the
+// sessions blocking them, and every idle session when keepIdle needs whole pools. With no filter
+// (debug's why-not lines, check --connect, tests) every session comes as a row.
+// Without pg_read_all_stats other roles' rows show NULL in backend_type (and state and times):
+// they are counted as state unknown and never judged, told apart from background processes by
+// having a role. Ages are taken against clock_timestamp() of this same statement, never the
+// daemon's clock. LEFT JOIN from the one-row `me` keeps the clock when no row qualifies.
 const sql = (withQuery: boolean) => `
 WITH me AS (
   SELECT clock_timestamp() AS now, pg_backend_pid() AS pid, r.rolsuper AS superuser, current_user AS usr,
@@ -17,10 +21,35 @@ WITH me AS (
          pg_has_role(current_user, 'pg_signal_backend', 'USAGE') AS signal_backend,
          pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS read_all_stats
     FROM pg_roles r WHERE r.rolname = current_user
+),
+clients AS (
+  SELECT a.* FROM pg_stat_activity a, me
+   WHERE (a.backend_type = 'client backend' OR (a.backend_type IS NULL AND a.usesysid IS NOT NULL)) AND a.pid <> me.pid
+),
+waiters AS (
+  SELECT c.pid, pg_blocking_pids(c.pid) AS blocked_by FROM clients c WHERE c.wait_event_type = 'Lock'
+),
+states AS (
+  SELECT json_agg(json_build_array(g.state, g.n, g.oldest_ms)) AS states, sum(g.n)::int AS clients
+    FROM (SELECT CASE WHEN c.backend_type IS NULL THEN NULL ELSE c.state END AS state, count(*)::int AS n,
+                 coalesce(max(extract(epoch FROM me.now - c.state_change)::float8 * 1000), 0) AS oldest_ms
+            FROM clients c, me GROUP BY 1) g
+),
+rows AS (
+  SELECT c.* FROM clients c, me
+   WHERE c.backend_type IS NOT NULL AND (
+         $1::bool
+      OR (c.state = 'idle' AND ($7::bool OR c.state_change <= me.now - $2::float8 * interval '1 millisecond'))
+      OR (c.state IN ('idle in transaction', 'idle in transaction (aborted)') AND c.state_change <= me.now - $3::float8 * interval '1 millisecond')
+      OR (c.state = 'active' AND c.query_start <= me.now - $4::float8 * interval '1 millisecond')
+      OR c.xact_start <= me.now - $5::float8 * interval '1 millisecond'
+      OR c.backend_start <= me.now - $6::float8 * interval '1 millisecond'
+      OR ($8::bool AND (c.wait_event_type = 'Lock' OR c.pid IN (SELECT unnest(w.blocked_by) FROM waiters w))))
 )
 SELECT extract(epoch FROM me.now)::float8 * 1000 AS now_ms, me.pid AS self_pid,
        me.superuser AS self_superuser, me.signal_backend AS self_signal_backend, me.read_all_stats AS self_read_all_stats,
        me.usr AS self_user, me.server_version, me.server_version_num, me.max_connections, me.superuser_reserved, me.reserved,
+       st.states, coalesce(st.clients, 0) AS clients, (SELECT count(*)::int FROM waiters) AS waiting,
        a.pid, a.usename AS "user", a.datname AS database, a.application_name AS application,
        host(a.client_addr) AS client_addr, a.client_port = -1 AS local, a.state,
        extract(epoch FROM a.backend_start)::float8 * 1000 AS backend_start_ms,
@@ -32,20 +61,19 @@ SELECT extract(epoch FROM me.now)::float8 * 1000 AS now_ms, me.pid AS self_pid,
        coalesce(r.rolsuper, true) AS superuser,
        me.superuser OR (NOT coalesce(r.rolsuper, true)
          AND (me.signal_backend OR coalesce(pg_has_role(current_user, a.usesysid, 'USAGE'), false))) AS can_signal,
-       -- lock waits: who blocks a waiter, and since when (pg_locks.waitstart from 14, read through
-       -- to_jsonb so one statement serves 13 too; else the waiter's state_change). Only for
-       -- sessions that wait on a lock: pg_blocking_pids takes the lock manager's shared state.
-       CASE WHEN a.wait_event_type = 'Lock' THEN pg_blocking_pids(a.pid) END AS blocked_by,
-       CASE WHEN a.wait_event_type = 'Lock' THEN extract(epoch FROM coalesce(
+       -- lock waits: who blocks a waiter (pg_blocking_pids, called for waiters only: it takes the
+       -- lock manager's shared state), and since when (pg_locks.waitstart from 14, read through
+       -- to_jsonb so one statement serves 13 too; else the waiter's state_change)
+       w.blocked_by,
+       CASE WHEN w.pid IS NOT NULL THEN extract(epoch FROM coalesce(
          (SELECT min((to_jsonb(l) ->> 'waitstart')::timestamptz) FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted),
          a.state_change))::float8 * 1000 END AS wait_start_ms,
        -- a listener: idle, and its last statement was LISTEN (leading whitespace and comments
        -- allowed); the query text itself stays on the server
        coalesce(a.state = 'idle' AND a.query ~* '^(\\s|--[^\\n]*\\n|/\\*([^*]|\\*+[^*/])*\\*+/)*listen\\M', false) AS listener
        ${withQuery ? ', a.query' : ''}
-  FROM me
-  LEFT JOIN (pg_stat_activity a LEFT JOIN pg_roles r ON r.oid = a.usesysid)
-    ON (a.backend_type = 'client backend' OR (a.backend_type IS NULL AND a.usesysid IS NOT NULL)) AND a.pid <> me.pid`;
+  FROM me CROSS JOIN states st
+  LEFT JOIN (rows a LEFT JOIN pg_roles r ON r.oid = a.usesysid LEFT JOIN waiters w ON w.pid = a.pid) ON true`;
 
 const SQL_PLAIN = sql(false);
 const SQL_WITH_QUERY = sql(true);
@@ -62,6 +90,9 @@ interface Row {
   max_connections: number;
   superuser_reserved: number;
   reserved: number;
+  states: [string | null, number, number][] | null;
+  clients: number;
+  waiting: number;
   pid: number | null;
   user: string | null;
   database: string | null;
@@ -85,8 +116,29 @@ interface Row {
   query?: string | null;
 }
 
-export async function readSnapshot(db: Db, opts: { withQuery: boolean }): Promise<Snapshot> {
-  const rows = await db.query<Row>(opts.withQuery ? SQL_WITH_QUERY : SQL_PLAIN);
+/**
+ * Which sessions a run needs as rows (the rest are only counted): the smallest threshold of each
+ * reason across the target's policies, in ms (Infinity: no policy has it), every idle session
+ * (keepIdle), and lock waiters with their blockers (maxBlocking).
+ */
+export interface SnapshotFilter {
+  idleMs: number;
+  idleInTransactionMs: number;
+  queryMs: number;
+  transactionMs: number;
+  connectionMs: number;
+  allIdle: boolean;
+  locks: boolean;
+}
+
+const ms = (n: number) => (Number.isFinite(n) ? n : null);
+
+export async function readSnapshot(db: Db, opts: { withQuery: boolean; filter?: SnapshotFilter | undefined }): Promise<Snapshot> {
+  const f = opts.filter;
+  const params = f
+    ? [false, ms(f.idleMs), ms(f.idleInTransactionMs), ms(f.queryMs), ms(f.transactionMs), ms(f.connectionMs), f.allIdle, f.locks]
+    : [true, null, null, null, null, null, false, true];
+  const rows = await db.query<Row>(opts.withQuery ? SQL_WITH_QUERY : SQL_PLAIN, params);
   const first = rows[0];
   if (!first) throw new Error('snapshot query returned no row: is the connected role visible in pg_roles?');
   const sessions: Session[] = [];
@@ -123,6 +175,10 @@ export async function readSnapshot(db: Db, opts: { withQuery: boolean }): Promis
     server: { version: first.server_version, versionNum: first.server_version_num, user: first.self_user },
     // client slots: what ordinary clients may use
     clientSlots: first.max_connections - first.superuser_reserved - first.reserved,
+    complete: f === undefined,
+    clients: first.clients,
+    waiting: first.waiting,
+    states: (first.states ?? []).map(([state, count, oldestMs]) => ({ state, count, oldestMs })),
     sessions,
   };
 }

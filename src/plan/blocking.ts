@@ -39,10 +39,3 @@ export function blockingRoots(snapshot: Snapshot): Map<number, Blocking> {
   }
   return roots;
 }
-
-/** Sessions waiting on a lock now. */
-export function waitingSessions(snapshot: Snapshot): number {
-  let n = 0;
-  for (const s of snapshot.sessions) if (s.blockedBy !== null) n++;
-  return n;
-}

@@ -70,7 +70,7 @@ export function explain(snapshot: Snapshot, policies: readonly CompiledPolicy[],
       const p = policies.find((x) => x.name === d.policy)!;
       const when = p.connectionsAbove!;
       const threshold = 'percent' in when ? `${when.percent}% of ${snapshot.clientSlots} client slots` : `${when.count}`;
-      out.push({ session: s, why: `${d.policy}: over ${d.reason}, but held: client connections (${snapshot.sessions.length + 1}) are not above when.connectionsAbove ${threshold}, or the older matches free enough` });
+      out.push({ session: s, why: `${d.policy}: over ${d.reason}, but held: client connections (${snapshot.clients + 1}) are not above when.connectionsAbove ${threshold}, or the older matches free enough` });
       continue;
     }
     if (d) continue;

@@ -191,7 +191,7 @@ function holdBelowPressure(decisions: Decision[], policies: readonly CompiledPol
   const above = new Map(policies.filter((p) => p.connectionsAbove !== undefined).map((p) => [p.name, p.connectionsAbove!]));
   if (above.size === 0) return;
   const frees = (d: Decision) => d.action === 'terminate' && d.session.canSignal && !d.dryRun;
-  let remaining = snapshot.sessions.length + 1;
+  let remaining = snapshot.clients + 1;
   for (const d of decisions) if (!above.has(d.policy) && frees(d)) remaining--;
   for (const d of decisions) {
     const when = above.get(d.policy);

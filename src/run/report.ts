@@ -1,7 +1,6 @@
 import { stateLabel, STATE_LABELS, type Privileges, type Snapshot } from '../db/session.js';
 import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
-import { waitingSessions } from '../plan/blocking.js';
 import type { ActionResult } from './outcome.js';
 import type { RunReport } from './run-target.js';
 
@@ -60,7 +59,7 @@ export function logRun(logger: Logger, report: RunReport, logQueryText: boolean,
     target: report.target,
     result: report.ok ? 'success' : 'failure',
     durationSeconds: round(report.durationSeconds),
-    sessions: report.snapshot?.sessions.length,
+    sessions: report.snapshot?.clients,
     actions: outcomeCounts(report.results),
     ...(report.error ? { error: report.error } : {}),
   };
@@ -108,16 +107,18 @@ export function recordRun(m: Metrics, report: RunReport): void {
     m.infoSeen.set(target, info);
   }
 
+  // from the server's aggregates: every client session, whether it came as a row or not
   const counts = new Map<string, number>(STATE_LABELS.map((s) => [s, 0]));
   const ages = new Map<string, number>(STATE_LABELS.map((s) => [s, 0]));
-  for (const s of snap.sessions) {
-    const state = s.backendStart === null ? 'unknown' : stateLabel(s.state);
-    counts.set(state, (counts.get(state) ?? 0) + 1);
-    if (s.stateChangeMs !== null) ages.set(state, Math.max(ages.get(state) ?? 0, (snap.nowMs - s.stateChangeMs) / 1000));
+  for (const st of snap.states) {
+    const state = stateLabel(st.state);
+    counts.set(state, (counts.get(state) ?? 0) + st.count);
+    ages.set(state, Math.max(ages.get(state) ?? 0, st.oldestMs / 1000));
   }
   for (const [state, n] of counts) m.sessions.set({ target, state }, n);
-  m.blockedSessions.set({ target }, waitingSessions(snap));
-  m.connections.set({ target }, snap.sessions.length + 1);
+  for (const [state, age] of ages) m.maxStateAge.set({ target, state }, age);
+  m.blockedSessions.set({ target }, snap.waiting);
+  m.connections.set({ target }, snap.clients + 1);
   m.maxConnections.set({ target }, snap.clientSlots);
   for (const [state, age] of ages) m.maxStateAge.set({ target, state }, age);
 

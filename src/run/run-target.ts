@@ -6,6 +6,7 @@ import type { TargetDb } from '../db/target.js';
 import type { Snapshot } from '../db/session.js';
 import { readSnapshot } from '../db/snapshot.js';
 import { explain, type NotActedOn } from '../plan/explain.js';
+import { snapshotFilter } from '../plan/filter.js';
 import { plan, type Decision } from '../plan/planner.js';
 import { compilePolicies, type CompiledPolicy } from '../policy/compile.js';
 import { describeError } from '../util/errors.js';
@@ -100,7 +101,9 @@ export async function runTarget(settings: RunSettings, deps: RunDeps): Promise<R
     if (deps.lead && !(await deps.lead(db, connection ?? db))) return finish({ ok: true, standby: true, results: [] });
     let snapshot: Snapshot;
     try {
-      snapshot = await readSnapshot(db, { withQuery: settings.logQueryText });
+      // every session as a row only when debug explains each one; else the server sends only
+      // those a policy could act on, and counts the rest
+      snapshot = await readSnapshot(db, { withQuery: settings.logQueryText, filter: settings.explain ? undefined : snapshotFilter(settings.policies) });
     } finally {
       timings.snapshotMs = deps.monotonic() - started;
     }

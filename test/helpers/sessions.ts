@@ -1,4 +1,4 @@
-import type { Session, Snapshot } from '../../src/db/session.js';
+import { aggregatesOf, type Session, type Snapshot } from '../../src/db/session.js';
 
 // Snapshots built by hand for the pure planner: a fixed server clock and sessions whose ages are
 // given in seconds before it.
@@ -39,5 +39,5 @@ export function session(opts: Partial<Session> & { idleFor?: number; activeFor?:
 }
 
 export function snapshot(sessions: Session[]): Snapshot {
-  return { nowMs: NOW, selfPid: 1, privileges: { superuser: false, signalBackend: true, readAllStats: true }, server: { version: '18.4', versionNum: 180004, user: 'reaper' }, clientSlots: 97, sessions };
+  return { nowMs: NOW, selfPid: 1, privileges: { superuser: false, signalBackend: true, readAllStats: true }, server: { version: '18.4', versionNum: 180004, user: 'reaper' }, clientSlots: 97, sessions, ...aggregatesOf(sessions, NOW) };
 }

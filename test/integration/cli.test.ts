@@ -205,7 +205,7 @@ policies:
     const real = await cli(['once', '-c', file], env);
     expect(real.code).toBe(0);
     expect(real.stdout).toMatch(new RegExp(`main\\s+idle\\s+idle\\s+terminate\\s+terminated\\s+${victim.pid}\\s`));
-    expect(real.stdout).toMatch(/^main: ok, \d+ sessions, 1 decisions/m);
+    expect(real.stdout).toMatch(/^main: ok, \d+ sessions, 1 decision/m);
     expect(await s.isAlive(victim.pid)).toBe(false);
   });
 
@@ -240,7 +240,7 @@ describe('pg-reaper check and usage', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/config\.example\.yaml:\d+:\d+ targets\[0\]\.connectionString: environment variable DATABASE_URL is not set/);
     expect(withEnv.code).toBe(0);
-    expect(withEnv.stdout).toMatch(/ok: 1 target \(primary\), 3 policies/);
+    expect(withEnv.stdout).toMatch(/ok: 1 target \(primary\), 5 policies \(lock-blockers, idle-in-transaction, idle-app-sessions, runaway-reports, free-slots-under-pressure\)/);
   });
 
   it('a bad config exits 2 with every problem as FILE:LINE:COL PATH and no stack trace', async () => {
