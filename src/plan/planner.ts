@@ -136,8 +136,8 @@ function evidence(reason: Reason, a: Ages, t: Limits6): Violation {
 }
 
 /** The first reason that holds with its evidence (seconds in the condition, threshold), or undefined. */
-export function violation(s: Session, t: Thresholds, nowMs: number, blocking?: Blocking): Violation | undefined {
-  const a = agesOf(s, nowMs, blocking, false);
+export function violation(s: Session, t: Thresholds, nowMs: number): Violation | undefined {
+  const a = agesOf(s, nowMs, undefined, false);
   const limits = limitsOf(t);
   const reason = reasonOf(a, limits, false);
   return reason === undefined ? undefined : evidence(reason, a, limits);

@@ -124,7 +124,7 @@ export function recordRun(m: Metrics, report: RunReport): void {
 
   // matched: every session that broke a policy, acted on or held (when: below its threshold)
   const matched = new Map<string, number>();
-  for (const d of report.decisions ?? report.results.map((r) => r.decision)) {
+  for (const d of report.decisions ?? []) {
     const key = `${d.policy}\u0000${d.reason}`;
     matched.set(key, (matched.get(key) ?? 0) + 1);
   }
