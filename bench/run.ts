@@ -1,7 +1,12 @@
-import { log } from './lib/results.js';
+import { removeBaseline } from './lib/baseline.js';
+import { parseOptions } from './lib/options.js';
+import { log, startRun } from './lib/results.js';
 
-// npm run bench [part...]: parts reap, idle, planner, footprint, fleet, latency, cpu, startup (default: all),
-// then BENCHMARKS.md is rewritten from bench/results/*.json.
+// node dist/bench/run.js [part...] [--quick] [--minutes N] [--set PART.KEY=V] [--node24 PATH]
+//   [--baseline REF | --baseline-cli PATH] [--out DIR]
+// Runs the parts (default: all of them, soak included), then rewrites the report from the result
+// files: BENCHMARKS.md for bench/results. `report` alone only rewrites the report; `report
+// --strict` fails when its sections are not one run of one build. See lib/options.ts.
 
 const PARTS: Record<string, () => Promise<unknown>> = {
   planner: async () => (await import('./planner.js')).benchPlanner(),
@@ -12,20 +17,37 @@ const PARTS: Record<string, () => Promise<unknown>> = {
   fleet: async () => (await import('./fleet.js')).benchFleet(),
   cpu: async () => (await import('./cpu.js')).benchCpu(),
   startup: async () => (await import('./startup.js')).benchStartup(),
+  soak: async () => (await import('./soak.js')).benchSoak(),
 };
 
-const asked = process.argv.slice(2);
-const unknown = asked.filter((p) => p !== 'report' && !(p in PARTS));
-if (unknown.length) {
-  process.stderr.write(`unknown part(s) ${unknown.join(', ')}; expected ${Object.keys(PARTS).join(', ')} or report\n`);
+let o;
+try {
+  o = parseOptions(process.argv.slice(2), Object.keys(PARTS));
+} catch (err) {
+  process.stderr.write(`${(err as Error).message}\n`);
   process.exit(2);
 }
-const parts = asked.length ? asked.filter((p) => p !== 'report') : Object.keys(PARTS);
-for (const part of parts) {
-  log(`--- ${part}`);
-  const result = await PARTS[part]!();
-  process.stdout.write(JSON.stringify({ part, result }) + '\n');
+const reportOnly = o.parts.length > 0 && o.parts.every((p) => p === 'report');
+const parts = reportOnly ? [] : o.all ? Object.keys(PARTS) : o.parts.filter((p) => p !== 'report');
+let failed = false;
+try {
+  if (parts.length) {
+    const run = startRun(parts);
+    log(`run ${run.id}: ${parts.join(', ')}${o.quick ? ' (--quick: a smoke run, not figures to publish)' : ''}; results in ${o.out}`);
+  }
+  for (const part of parts) {
+    log(`--- ${part}`);
+    const t0 = Date.now();
+    await PARTS[part]!();
+    log(`--- ${part} took ${Math.round((Date.now() - t0) / 1000)} s`);
+  }
+} catch (err) {
+  failed = true;
+  process.stderr.write(`[bench] failed: ${(err as Error).stack ?? String(err)}\n`);
+} finally {
+  removeBaseline();
 }
 const { writeReport } = await import('./report.js');
-log(`wrote ${writeReport()}`);
-process.exit(0);
+const report = writeReport(o.out);
+log(`wrote ${report.file}${report.mixed ? `; not one run of one build: ${report.mixed.split(' | ').length} section(s) flagged` : ''}`);
+process.exit(failed ? 1 : o.strict && report.mixed ? 3 : 0);

@@ -2,87 +2,105 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 
-// `pg-reaper run` as a child process, as deployed: its JSON log lines, its /proc figures.
+// `pg-reaper run` as a child process, as deployed: its JSON log lines; /proc gives its figures.
 
 // the program as shipped (the bundle), from dist/bench/lib/
-const CLI = join(import.meta.dirname, '../../pg-reaper/cli.js');
+export const CLI = join(import.meta.dirname, '../../pg-reaper/cli.js');
 
 export interface DaemonProcess {
   child: ChildProcess;
   pid: number;
   lines: Record<string, unknown>[];
+  /** Called with every log line as it arrives. */
+  onLine(fn: (line: Record<string, unknown>) => void): void;
   waitFor(pred: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  /** The extra pipe on fd 3, when asked for (the soak's heap probe writes there). */
+  fd3?: Readable;
   stop(): Promise<number | null>;
 }
 
-/** `cli`: another build's dist/pg-reaper/cli.js (a baseline to compare against); default this one. */
-export async function startDaemonProcess(configYaml: string, node = process.execPath, cli = CLI): Promise<DaemonProcess> {
+export interface DaemonOptions {
+  node?: string;
+  /** Another build's dist/pg-reaper/cli.js (a baseline to compare against); default this one. */
+  cli?: string;
+  /** Node flags before the program, after the shebang's. */
+  nodeArgs?: string[];
+  fd3?: boolean;
+  /** Keep only the last N log lines (a soak logs for an hour). */
+  keepLines?: number;
+}
+
+export async function startDaemonProcess(configYaml: string, o: DaemonOptions = {}): Promise<DaemonProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'pg-reaper-bench-'));
   const file = join(dir, 'config.yaml');
   writeFileSync(file, configYaml);
-  const child = spawn(node, [...nodeFlags(), cli, 'run', '-c', file], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const cli = o.cli ?? CLI;
+  const child = spawn(o.node ?? process.execPath, [...nodeFlags(cli), ...(o.nodeArgs ?? []), cli, 'run', '-c', file], {
+    stdio: ['ignore', 'pipe', 'inherit', ...(o.fd3 ? ['pipe' as const] : [])],
+  });
   const lines: Record<string, unknown>[] = [];
   let buffer = '';
-  const listeners = new Set<() => void>();
+  const listeners = new Set<(line: Record<string, unknown>) => void>();
   child.stdout!.on('data', (d: Buffer) => {
     buffer += d.toString();
     const parts = buffer.split('\n');
     buffer = parts.pop()!;
-    for (const p of parts) if (p) lines.push(JSON.parse(p) as Record<string, unknown>);
-    for (const l of listeners) l();
+    for (const p of parts) {
+      if (!p) continue;
+      const line = JSON.parse(p) as Record<string, unknown>;
+      lines.push(line);
+      if (o.keepLines && lines.length > o.keepLines) lines.splice(0, lines.length - o.keepLines);
+      for (const l of listeners) l(line);
+    }
   });
   const waitFor = (pred: (line: Record<string, unknown>) => boolean, timeoutMs = 30_000) =>
     new Promise<Record<string, unknown>>((resolve, reject) => {
-      const check = () => {
-        const hit = lines.find(pred);
-        if (hit) {
-          listeners.delete(check);
-          clearTimeout(timer);
-          resolve(hit);
-        }
+      const hit = lines.find(pred);
+      if (hit) return resolve(hit);
+      const check = (line: Record<string, unknown>) => {
+        if (!pred(line)) return;
+        listeners.delete(check);
+        clearTimeout(timer);
+        resolve(line);
       };
       const timer = setTimeout(() => {
         listeners.delete(check);
         reject(new Error('timed out waiting for a log line'));
       }, timeoutMs);
       listeners.add(check);
-      check();
     });
-  await waitFor((l) => String(l.msg).startsWith('pg-reaper started'));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  try {
+    await waitFor((l) => String(l.msg).startsWith('pg-reaper started'));
+  } catch (err) {
+    child.kill('SIGKILL');
+    await exited;
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   return {
     child,
     pid: child.pid!,
     lines,
+    onLine: (fn) => void listeners.add(fn),
     waitFor,
-    stop: () =>
-      new Promise((resolve) => {
-        child.once('exit', (code) => {
-          rmSync(dir, { recursive: true, force: true });
-          resolve(code);
-        });
-        child.kill('SIGTERM');
-      }),
+    ...(o.fd3 ? { fd3: child.stdio[3] as Readable } : {}),
+    stop: async () => {
+      child.kill('SIGTERM');
+      const code = await exited;
+      rmSync(dir, { recursive: true, force: true });
+      return code;
+    },
   };
 }
 
-/** The Node flags on the CLI's shebang line: the benchmark runs the daemon as it is deployed. */
-export function nodeFlags(): string[] {
-  const first = readFileSync(CLI, 'utf8').split('\n', 1)[0]!;
+/** The Node flags on the CLI's shebang line: the benchmark runs the program as it is deployed. */
+export function nodeFlags(cli = CLI): string[] {
+  const first = readFileSync(cli, 'utf8').split('\n', 1)[0]!;
   const m = /^#!\/usr\/bin\/env -S node (.*)$/.exec(first);
   return m ? m[1]!.trim().split(/\s+/) : [];
 }
 
-/** Resident memory in bytes from /proc: all of it, the private (anonymous) part, and the file-backed part (mostly the node binary's pages, shared and reclaimable). */
-export function rssBytes(pid: number): { rss: number; anon: number; file: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN) * 1024;
-  return { rss: kb('VmRSS'), anon: kb('RssAnon'), file: kb('RssFile') };
-}
-
-/** CPU seconds used so far (user + system), from /proc. */
-export function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  // fields here start at state (field 3): utime is field 14, stime 15
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
+export const isRunEnd = (l: Record<string, unknown>) => l.msg === 'run finished' || l.msg === 'run failed';

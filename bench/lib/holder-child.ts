@@ -11,9 +11,10 @@ interface OpenMessage {
   application: string;
   concurrency: number;
 }
-type Message = OpenMessage | { kind: 'drop'; id: number } | { kind: 'exit' };
+type Message = OpenMessage | { kind: 'drop'; id: number } | { kind: 'close'; id: number; application: string; count: number } | { kind: 'exit' };
 
-const clients = new Set<pg.Client>();
+// each open client and its application_name
+const clients = new Map<pg.Client, string>();
 const send = (m: unknown) => process.send!(m);
 
 async function open(m: OpenMessage): Promise<void> {
@@ -30,7 +31,7 @@ async function open(m: OpenMessage): Promise<void> {
       });
       await c.connect();
       await c.query('SELECT 1');
-      clients.add(c);
+      clients.set(c, m.application);
       pids.push((c as unknown as { processID: number }).processID);
     }
   };
@@ -41,7 +42,11 @@ async function open(m: OpenMessage): Promise<void> {
 process.on('message', (m: Message) => {
   if (m.kind === 'open') open(m).catch((err: Error) => send({ kind: 'failed', id: m.id, error: err.message }));
   else if (m.kind === 'drop') {
-    Promise.all([...clients].map((c) => c.end().catch(() => undefined))).then(() => send({ kind: 'dropped', id: m.id }));
+    Promise.all([...clients.keys()].map((c) => c.end().catch(() => undefined))).then(() => send({ kind: 'dropped', id: m.id }));
+  } else if (m.kind === 'close') {
+    // the oldest `count` sessions of one application
+    const some = [...clients].filter(([, app]) => app === m.application).slice(0, m.count).map(([c]) => c);
+    Promise.all(some.map((c) => c.end().catch(() => undefined))).then(() => send({ kind: 'closed', id: m.id, count: some.length }));
   } else process.exit(0);
 });
 send({ kind: 'ready' });

@@ -8,6 +8,8 @@ export interface Holder {
   open(url: string, count: number, application: string): Promise<{ pids: number[]; at: number }>;
   /** Closes whatever sessions are still open. */
   drop(): Promise<void>;
+  /** Closes the oldest `count` open sessions of one application. */
+  closeSome(application: string, count: number): Promise<void>;
   /** pid → Date.now() when the client saw its session end. */
   gone: Map<number, number>;
   close(): Promise<void>;
@@ -43,6 +45,9 @@ export async function startHolder(): Promise<Holder> {
     },
     drop: async () => {
       await call({ kind: 'drop' });
+    },
+    closeSome: async (application, count) => {
+      await call({ kind: 'close', application, count });
     },
     close: async () => {
       child.send({ kind: 'exit' });
