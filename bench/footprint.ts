@@ -83,7 +83,7 @@ async function bareNode(node: string): Promise<{ rssMiB: number; anonMiB: number
 }
 
 const target = (name: string, s: BenchServer) => `  - { name: ${name}, connectionString: "${s.reaperUrl}" }`;
-const RSS_GOAL: Record<string, number> = { v20: 50, v24: 55 };
+const RSS_GOAL: Record<string, number> = { '20': 50, '24': 55 };
 
 export async function benchFootprint(): Promise<Record<string, unknown>> {
   const t0 = Date.now();
@@ -115,7 +115,7 @@ export async function benchFootprint(): Promise<Record<string, unknown>> {
         const privateAboveBare = round(one.anonMiB.peak - bare.anonMiB, 1);
         byNode.push({ node: version, build, bareNode: bare, oneTarget: { schedule: '* * * * * *', ...one, privateAboveBareMiB: privateAboveBare }, twoHundredTargets: { schedule: '*/10 * * * * *', ...many } });
         if (build !== 'this') continue;
-        const major = version.split('.')[0]!;
+        const major = version.slice(1).split('.')[0]!;
         if (RSS_GOAL[major] !== undefined) checks.push(check(`Node ${major}, 1 target: peak resident (RSS)`, one.rssMiB.peak, '<=', RSS_GOAL[major]!, 'MiB', 'issues 10 and 19'));
         checks.push(check(`Node ${major}, 1 target: peak private (anonymous)`, one.anonMiB.peak, '<=', 15, 'MiB', 'issue 10'));
         checks.push(check(`Node ${major}, 1 target: private above a bare node (${one.anonMiB.peak} − ${bare.anonMiB})`, privateAboveBare, '<=', 8, 'MiB', 'issue 19'));

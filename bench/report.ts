@@ -4,7 +4,7 @@ import { sameBuild, type BuildId } from './lib/build.js';
 import { REPO } from './lib/options.js';
 import type { RunInfo } from './lib/results.js';
 import { round, type Summary } from './lib/stats.js';
-import { goalText, verdictText, type Check } from './lib/verdict.js';
+import { fmt, goalText, verdictText, type Check } from './lib/verdict.js';
 
 // The report (BENCHMARKS.md for bench/results), rewritten from the result files alone: every
 // figure, goal, verdict, description and before/after comes from them, none from this file. It
@@ -124,7 +124,7 @@ const read = (dir: string, name: string): Json | undefined => {
 const buildText = (b: BuildId) => (b.dirty ? `commit ${b.commit.slice(0, 12)} with uncommitted changes (diff ${b.diff}), program ${b.program}` : `commit ${b.commit.slice(0, 12)}, program ${b.program}`);
 
 const checkRows = (section: string, checks: Check[]) =>
-  checks.map((c) => `| ${section ? `${section} | ` : ''}${c.figure}${c.note ? ` (${c.note})` : ''} | ${c.value} ${c.unit === '×' ? '×' : c.unit} | ${goalText(c)} | ${verdictText(c)} | ${c.source} |`);
+  checks.map((c) => `| ${section ? `${section} | ` : ''}${c.figure}${c.note ? ` (${c.note})` : ''} | ${fmt(c.value, c.unit)} | ${goalText(c)} | ${verdictText(c)} | ${c.source} |`);
 
 export function writeReport(outDir: string): { file: string; mixed?: string } {
   const dir = resolve(outDir);
@@ -164,7 +164,7 @@ export function writeReport(outDir: string): { file: string; mixed?: string } {
     if (blocking) return;
     machines.add(`${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memoryGiB} GiB, ${r.machine.kernel}; this process on Node ${r.machine.node}; PostgreSQL ${r.postgres ?? '–'}`);
     sections.push(
-      `\`${r.command}\` — ${r.date}, ${r.seconds} s; settings ${Object.entries(r.settings as Json)
+      `\`${r.command}\` — finished ${r.date}, this part took ${r.elapsedSeconds} s; settings ${Object.entries(r.settings as Json)
         .map(([k, v]) => `${k}=${typeof v === 'number' ? round(v, 3) : v}`)
         .join(', ')}.`,
       '',

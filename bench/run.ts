@@ -29,7 +29,9 @@ try {
 }
 const reportOnly = o.parts.length > 0 && o.parts.every((p) => p === 'report');
 const parts = reportOnly ? [] : o.all ? Object.keys(PARTS) : o.parts.filter((p) => p !== 'report');
-let failed = false;
+// a part that fails is reported and the others still run: its section then shows as missing or
+// from another run, and the exit code says so
+const failed: string[] = [];
 try {
   if (parts.length) {
     const run = startRun(parts);
@@ -38,16 +40,19 @@ try {
   for (const part of parts) {
     log(`--- ${part}`);
     const t0 = Date.now();
-    await PARTS[part]!();
-    log(`--- ${part} took ${Math.round((Date.now() - t0) / 1000)} s`);
+    try {
+      await PARTS[part]!();
+      log(`--- ${part} took ${Math.round((Date.now() - t0) / 1000)} s`);
+    } catch (err) {
+      failed.push(part);
+      process.stderr.write(`[bench] ${part} failed: ${(err as Error).stack ?? String(err)}\n`);
+    }
   }
-} catch (err) {
-  failed = true;
-  process.stderr.write(`[bench] failed: ${(err as Error).stack ?? String(err)}\n`);
 } finally {
   removeBaseline();
 }
 const { writeReport } = await import('./report.js');
 const report = writeReport(o.out);
 log(`wrote ${report.file}${report.mixed ? `; not one run of one build: ${report.mixed.split(' | ').length} section(s) flagged` : ''}`);
-process.exit(failed ? 1 : o.strict && report.mixed ? 3 : 0);
+if (failed.length) log(`failed: ${failed.join(', ')}`);
+process.exit(failed.length ? 1 : o.strict && report.mixed ? 3 : 0);

@@ -99,7 +99,7 @@ export async function benchStartup(): Promise<Record<string, unknown>> {
     const checks: Check[] = [];
     const changes: Record<string, unknown>[] = [];
     for (const { path: node, version } of nodes()) {
-      const major = version.split('.')[0]!;
+      const major = version.slice(1).split('.')[0]!;
       const bare: number[] = [];
       const m = builds.map(() => ({ once: [] as number[], firstQuery: [] as number[], check: [] as number[] }));
       // warm-up: fill the compile cache and the page cache, untimed
@@ -136,7 +136,7 @@ export async function benchStartup(): Promise<Record<string, unknown>> {
       });
       byNode.push({ node: version, nodeEMs: summarize(bare), builds: results });
       const ours = results[0]!;
-      if (major === 'v20') checks.push(check(`Node ${major}: once, spawn to first query (median)`, ours.onceFirstQueryMs.median, '<=', 120, 'ms', 'issue 10'));
+      if (major === '20') checks.push(check(`Node ${major}: once, spawn to first query (median)`, ours.onceFirstQueryMs.median, '<=', 120, 'ms', 'issue 10'));
       checks.push(check(`Node ${major}: once, spawn to exit (median)`, ours.onceMs.median, '<=', 120, 'ms', 'issue 19'));
       checks.push(check(`Node ${major}: once ÷ (node -e 0 + one round trip), median of paired ratios`, ours.onceRatio.median, '<=', 1.6, '×', 'issue 10'));
       checks.push(check(`Node ${major}: check ÷ node -e 0, median of paired ratios`, ours.checkRatio.median, '<=', 1.5, '×', 'issue 10'));

@@ -28,9 +28,14 @@ export function baseline(): Baseline | undefined {
     const commit = execFileSync('git', ['-C', REPO, 'rev-parse', `${o.baseline}^{commit}`], { encoding: 'utf8' }).trim();
     tmp = mkdtempSync(join(tmpdir(), 'pg-reaper-baseline-'));
     log(`baseline: building ${o.baseline} (${commit.slice(0, 12)}) in ${tmp}`);
-    execSync(`git -C ${JSON.stringify(REPO)} archive ${commit} | tar -x -C ${JSON.stringify(tmp)}`);
-    symlinkSync(join(REPO, 'node_modules'), join(tmp, 'node_modules'));
-    execFileSync('npm', ['run', 'build', '--silent'], { cwd: tmp, stdio: ['ignore', 'ignore', 'inherit'] });
+    try {
+      execSync(`git -C ${JSON.stringify(REPO)} archive ${commit} | tar -x -C ${JSON.stringify(tmp)}`);
+      symlinkSync(join(REPO, 'node_modules'), join(tmp, 'node_modules'));
+      execFileSync('npm', ['run', 'build', '--silent'], { cwd: tmp, stdio: ['ignore', 'ignore', 'inherit'] });
+    } catch (err) {
+      removeBaseline();
+      throw new Error(`could not build the baseline ${o.baseline}: ${(err as Error).message}`);
+    }
     const b = buildId(tmp, ['dist/pg-reaper']);
     cached = { cli: join(tmp, 'dist/pg-reaper/cli.js'), build: { ...b, commit, dirty: false, label: commit.slice(0, 12) } };
   } else cached = null;

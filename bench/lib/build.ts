@@ -23,7 +23,7 @@ export interface BuildId {
 // outputs of the benchmarks themselves do not make a tree dirty
 const NOT_SOURCE = [':(exclude)bench/results', ':(exclude)BENCHMARKS.md'];
 
-const git = (dir: string, args: string[]) => execFileSync('git', ['-C', dir, ...args], { encoding: 'utf8', maxBuffer: 256 * 2 ** 20 });
+const git = (dir: string, args: string[]) => execFileSync('git', ['-C', dir, ...args], { encoding: 'utf8', maxBuffer: 256 * 2 ** 20, stdio: ['ignore', 'pipe', 'pipe'] });
 
 function hashTree(dirs: string[]): string {
   const h = createHash('sha256');

@@ -53,8 +53,8 @@ export function writeResult(name: string, startedAtMs: number, body: PartResult)
   const o = options();
   mkdirSync(o.out, { recursive: true });
   const file = join(o.out, `${name}.json`);
-  const seconds = Math.round((Date.now() - startedAtMs) / 100) / 10;
-  writeFileSync(file, JSON.stringify({ name, command: run.command, run, build: thisBuild(), date: new Date().toISOString(), seconds, machine: machine(), ...body }, null, 2) + '\n');
+  const elapsedSeconds = Math.round((Date.now() - startedAtMs) / 100) / 10;
+  writeFileSync(file, JSON.stringify({ name, command: run.command, run, build: thisBuild(), date: new Date().toISOString(), elapsedSeconds, machine: machine(), ...body }, null, 2) + '\n');
   return file;
 }
 
