@@ -154,6 +154,7 @@ export function writeReport(outDir: string): { file: string; mixed?: string } {
   const glance: string[] = [];
   const changes: string[] = [];
   const machines = new Set<string>();
+  const postgres = new Set<string>();
   SECTIONS.forEach(([name, title], i) => {
     const r = results[i]![1];
     const flags = flagsOf(name, r);
@@ -162,7 +163,8 @@ export function writeReport(outDir: string): { file: string; mixed?: string } {
     sections.push(`## ${i + 1}. ${title}${flags.length ? ' ⚠' : ''}`, '');
     for (const f of flags) sections.push(`> ⚠ ${f[0]!.toUpperCase()}${f.slice(1)}.`, '');
     if (blocking) return;
-    machines.add(`${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memoryGiB} GiB, ${r.machine.kernel}; this process on Node ${r.machine.node}; PostgreSQL ${r.postgres ?? '–'}`);
+    machines.add(`${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memoryGiB} GiB, ${r.machine.kernel}; the benchmark process on Node ${r.machine.node}`);
+    if (r.postgres) postgres.add(r.postgres);
     sections.push(
       `\`${r.command}\` — finished ${r.date}, this part took ${r.elapsedSeconds} s; settings ${Object.entries(r.settings as Json)
         .map(([k, v]) => `${k}=${typeof v === 'number' ? round(v, 3) : v}`)
@@ -208,7 +210,7 @@ export function writeReport(outDir: string): { file: string; mixed?: string } {
       '',
       `Build: ${buildText(refBuild)}.`,
       '',
-      `Machine: ${[...machines].join(' / ') || '–'}.`,
+      `Machine: ${[...machines].join(' / ') || '–'}; PostgreSQL ${[...postgres].join(', ') || '–'} (embedded).`,
       '',
     );
     if (refBuild.dirty) out.push('> ⚠ The build had uncommitted changes: its figures belong to no commit.', '');
