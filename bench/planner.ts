@@ -45,6 +45,7 @@ function fixture(withRules: boolean): { snapshot: Snapshot; config: ReturnType<t
       blockedBy: null as number[] | null,
       waitStartMs: null as number | null,
       listener: withRules && i % 97 === 0,
+      maintenance: null,
     };
   });
   if (withRules) {

@@ -1,5 +1,6 @@
 import type { Config } from '../config/schema.js';
 import { readSnapshot } from '../db/snapshot.js';
+import { protectedCounts } from '../plan/protect.js';
 import { openTarget } from '../db/target.js';
 import { privilegeWarnings } from '../run/report.js';
 import { describeError } from '../util/errors.js';
@@ -21,7 +22,8 @@ export async function checkConnections(config: Config): Promise<ConnectCheck[]> 
     config.targets.map(async (t): Promise<ConnectCheck> => {
       const db = openTarget(t, { applicationName: config.applicationName });
       try {
-        const snap = await readSnapshot(db, { withQuery: false });
+        const snap = await readSnapshot(db, { withQuery: false, maintenance: config.protect.maintenance });
+        const spared = protectedCounts(snap, config.protect, config.applicationName);
         const p = snap.privileges;
         const seen = snap.clients;
         const judged = snap.sessions.filter((s) => s.backendStart !== null).length;
@@ -29,7 +31,8 @@ export async function checkConnections(config: Config): Promise<ConnectCheck[]> 
         const readsAll = p.superuser || p.readAllStats;
         const line =
           `${t.name}: PostgreSQL ${snap.server.version} as ${snap.server.user}: superuser ${yesNo(p.superuser)}, pg_read_all_stats ${yesNo(readsAll)}, pg_signal_backend ${yesNo(p.superuser || p.signalBackend)}; ` +
-          `sees ${plural(seen, 'client session')}, can judge ${judged} and signal ${signalled}` +
+          `sees ${plural(seen, 'client session')}, can judge ${judged} and signal ${signalled}, protects ${spared.backup + spared.maintenance}` +
+          (spared.backup + spared.maintenance ? ` (backup ${spared.backup}, maintenance ${spared.maintenance})` : '') +
           privilegeWarnings(p, snap.server.user).map((w) => `; ${w}`).join('');
         return { target: t.name, ok: readsAll, line };
       } catch (err) {

@@ -1,6 +1,8 @@
 import { parseArgs } from 'node:util';
 import { formatProblem, loadConfigFile } from '../config/load.js';
+import { formatDuration } from '../config/duration.js';
 import type { Config } from '../config/schema.js';
+import { protectionSummary } from '../plan/protect.js';
 import type { LogFormat } from '../log/logger.js';
 import { describeError } from '../util/errors.js';
 import { plural } from '../util/plural.js';
@@ -76,7 +78,7 @@ async function main(argv: string[]): Promise<number> {
   const config = loaded.config;
 
   if (command === 'check') {
-    process.stdout.write(`${file}: ok: ${summary(config)}\n`);
+    process.stdout.write(`${file}: ok: ${summary(config)}\n${safety(config)}\n`);
     if (!values.connect) return EXIT_OK;
     const { checkConnections } = await import('./check-connect.js');
     const checks = await checkConnections(config);
@@ -98,6 +100,14 @@ async function main(argv: string[]): Promise<number> {
 
 function summary(c: Config): string {
   return `${plural(c.targets.length, 'target')} (${c.targets.map((t) => t.name).join(', ')}), ${plural(c.policies.length, 'policy')} (${c.policies.map((p) => p.name).join(', ')}), schedule "${c.schedule}"${c.timezone ? ` ${c.timezone}` : ''}, dryRun ${c.dryRun ? 'on' : 'off'}`;
+}
+
+/** What no policy touches and how much any config may do: the lines `check` adds to its summary. */
+function safety(c: Config): string {
+  const budget = (b: { maxActions: number; window: number }) => `${plural(b.maxActions, 'action')} per ${formatDuration(b.window)}`;
+  const policies = c.policies.filter((p) => p.budget).map((p) => `policy ${p.name} ${budget(p.budget!)}`);
+  const target = c.budget ? `${budget(c.budget)} per target` : 'off for targets (budget: off)';
+  return `${protectionSummary(c.protect)}\nbudget: terminations and cancellations at most ${target}${policies.length ? `; ${policies.join('; ')}` : ''}`;
 }
 
 async function runDaemon(config: Config, file: string, format: LogFormat | undefined): Promise<number> {

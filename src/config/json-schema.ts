@@ -27,6 +27,7 @@ const DURATIONS: Record<string, string | undefined> = {
   'policies[].maxTransactionDuration': undefined,
   'policies[].maxConnectionAge': undefined,
   'policies[].terminateAfter': undefined,
+  'budget.window': undefined,
 };
 
 /** Defaults that zod cannot show on the input side (the key's value is transformed). */
@@ -37,6 +38,8 @@ const DEFAULTS: Record<string, unknown> = {
   'http.port': 9188,
   logQueryText: false,
   exemptListeners: true,
+  'protect.backups': true,
+  'protect.maintenance': true,
   'policies[].dryRun': false,
 };
 
@@ -61,6 +64,12 @@ export const DESCRIPTIONS: Record<string, string> = {
   shutdownTimeout: 'How long SIGTERM waits for runs in flight.',
   logQueryText: 'Add the query text (truncated by the server at track_activity_query_size) to action log lines. It can hold personal data.',
   exemptListeners: 'Spare sessions whose last statement was LISTEN from idle and connection_age.',
+  protect: 'Sessions no policy acts on, whatever its thresholds; exempt adds more.',
+  'protect.backups': 'Spare backup, dump and copy tools by their application_name (pg_dump, pg_dumpall, pg_restore, pg_basebackup, pgBackRest, barman, WAL-G, pgcopydb). A client can claim such a name: to narrow it, set false and exempt the names you use.',
+  'protect.maintenance': 'Spare sessions running VACUUM, ANALYZE, CREATE INDEX CONCURRENTLY, REINDEX CONCURRENTLY, CLUSTER or REFRESH MATERIALIZED VIEW CONCURRENTLY (recognised on the server after leading whitespace and comments), and pg_repack\'s sessions.',
+  budget: 'At most maxActions terminations and cancellations per window, on each target (a sliding window; dry runs use none); beyond it decisions are skipped_budget. off removes it. Kept in memory per replica: a restart or a failover starts it anew.',
+  'budget.maxActions': 'Terminations and cancellations allowed per window.',
+  'budget.window': 'The sliding window, measured on the server\'s clock.',
   exempt: 'Sessions no policy touches: any list that matches spares the session.',
   'selector.users': 'Role names: globs (* any run of characters, ? one character), whole string, case-sensitive.',
   'selector.databases': 'Database names: globs, whole string, case-sensitive.',
@@ -102,15 +111,17 @@ export const DESCRIPTIONS: Record<string, string> = {
   'policies[].when.connectionsAbove': 'Client connections above which the policy acts: "80%" of max_connections minus the reserved slots, or a number.',
   'policies[].dryRun': 'This policy only decides and logs.',
   'policies[].maxActionsPerRun': 'Per target and run, for this policy.',
+  'policies[].budget': 'This policy\'s own budget on each target, beside the target\'s (no default): at most maxActions per window, or off.',
 };
 
 const SELECTORS = new Set(['exempt', 'policies[].match', 'policies[].exempt']);
+const BUDGETS = new Set(['budget', 'policies[].budget']);
 
 function annotate(node: Json, path: string, missing: string[]): void {
   const props = node.properties as Record<string, Json> | undefined;
   if (props) {
     for (const [key, child] of Object.entries(props)) {
-      const childPath = SELECTORS.has(path) ? `selector.${key}` : path ? `${path}.${key}` : key;
+      const childPath = SELECTORS.has(path) ? `selector.${key}` : BUDGETS.has(path) ? `budget.${key}` : path ? `${path}.${key}` : key;
       props[key] = describe(child, childPath, missing);
     }
   }
@@ -120,6 +131,13 @@ function annotate(node: Json, path: string, missing: string[]): void {
 
 function describe(node: Json, path: string, missing: string[]): Json {
   let out: Json = node;
+  if (BUDGETS.has(path)) {
+    // { maxActions, window }, or off
+    const rule = ((node.anyOf as Json[] | undefined) ?? []).find((x) => x.type === 'object') ?? {};
+    annotate(rule, path, missing);
+    if (DESCRIPTIONS[path] === undefined) missing.push(path);
+    return { description: DESCRIPTIONS[path], anyOf: [rule, { const: 'off' }, { const: false }], ...(path === 'budget' ? { default: { maxActions: 100, window: '10m' } } : {}) };
+  }
   if (path in DURATIONS) {
     const anyOf = path === 'scheduleJitter' ? [DURATION.anyOf[0], { type: 'number', minimum: 0 }] : DURATION.anyOf;
     out = { anyOf, ...(DURATIONS[path] !== undefined ? { default: DURATIONS[path] } : {}) };

@@ -126,6 +126,14 @@ const connectionsAbove = z.any().transform((value, ctx) => {
   return z.NEVER;
 });
 
+// budget: { maxActions, window }, or off (also false, which is how YAML 1.1 reads `off`): null.
+const budgetRule = z.strictObject(
+  { maxActions: integer(1), window: duration('10m') },
+  { error: (iss) => (iss.code === 'invalid_type' ? `expected { maxActions: N, window: DURATION } or off, got ${show(iss.input)}` : undefined) },
+);
+const budget = z.preprocess((v) => (v === 'off' || v === false ? null : v), budgetRule.nullable());
+export const DEFAULT_BUDGET = { maxActions: 100, window: 600_000 };
+
 const policy = z.strictObject({
   name,
   targets: z.array(name).min(1).optional(),
@@ -143,6 +151,7 @@ const policy = z.strictObject({
   when: z.strictObject({ connectionsAbove }).optional(),
   dryRun: boolean.default(false),
   maxActionsPerRun: integer(1).optional(),
+  budget: budget.optional(),
 });
 
 const int4 = z.preprocess((v) => (typeof v === 'string' && /^-?\d+$/.test(v.trim()) ? Number(v) : v), z.number().int().min(-2147483648).max(2147483647));
@@ -176,6 +185,8 @@ export const configSchema = z
     shutdownTimeout: duration('10s').default(10_000),
     logQueryText: boolean.default(false),
     exemptListeners: boolean.default(true),
+    protect: z.strictObject({ backups: boolean.default(true), maintenance: boolean.default(true) }).default({ backups: true, maintenance: true }),
+    budget: budget.default(DEFAULT_BUDGET),
     exempt: selector.default(emptySelector),
     targets: z.array(target).min(1),
     policies: z.array(policy).min(1),
@@ -186,6 +197,8 @@ export type Config = z.output<typeof configSchema>;
 export type TargetConfig = Config['targets'][number];
 export type PolicyConfig = Config['policies'][number];
 export type Selector = z.output<typeof selector>;
+/** A budget in force: at most maxActions terminations and cancellations per window (ms); null: off. */
+export type Budget = z.output<typeof budgetRule>;
 
 export interface RuleIssue {
   path: (string | number)[];

@@ -5,8 +5,9 @@ import { targetKey } from '../coord/lock-key.js';
 import { openTarget, type TargetDb } from '../db/target.js';
 import { startHttpServer, type HttpServer } from '../http/server.js';
 import type { Logger } from '../log/logger.js';
-import { createMetrics, dropTargetSeries, initTargetSeries, type Metrics } from '../metrics/metrics.js';
+import { createMetrics, dropTargetSeries, initSafetySeries, initTargetSeries, type Metrics } from '../metrics/metrics.js';
 import { compilePolicies, type CompiledPolicy } from '../policy/compile.js';
+import { BudgetLedger } from '../run/budget.js';
 import { logRun, recordRun } from '../run/report.js';
 import { TargetWatch } from '../run/target-watch.js';
 import { runTarget, settingsFor, systemDeps, type RunReport } from '../run/run-target.js';
@@ -72,12 +73,15 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
   const metrics = createMetrics(deps.version);
   const events = new EventEmitter<DaemonEvents>();
   const watch = new TargetWatch(logger);
+  // each target's budget ledger, for the daemon's whole life: a reload does not reset it
+  const ledgers = new Map<string, BudgetLedger>();
+  const ledger = (target: string) => ledgers.get(target) ?? ledgers.set(target, new BudgetLedger()).get(target)!;
   let stopping = false;
 
   const runOne = async (gen: Generation, name: string): Promise<void> => {
     const t = gen.targets.get(name)!;
     const c = gen.config;
-    const report = await runTarget(settingsFor(c, name, t.policies), systemDeps(t.db, t.lease && ((db, connection) => t.lease!.hold(db, connection))));
+    const report = await runTarget(settingsFor(c, name, t.policies), systemDeps(t.db, t.lease && ((db, connection) => t.lease!.hold(db, connection)), ledger(name)));
     try {
       const { quietFailure } = watch.observe(report);
       logRun(logger, report, c.logQueryText, quietFailure);
@@ -125,6 +129,7 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
     for (const t of g.targets.values()) {
       if (t.policies.length === 0) logger.warn({ target: t.name }, 'no policy applies to this target: it is only monitored');
       initTargetSeries(metrics, t.name, t.policies);
+      initSafetySeries(metrics, t.name, g.config.budget, t.policies);
     }
     g.scheduler.start();
     // every target runs once at start (spread over at most 2 s), not only at its first trigger:
@@ -207,6 +212,7 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
             if (next.targets.some((t) => t.name === name)) continue;
             await dropTargetSeries(metrics, name);
             watch.forget(name);
+            ledgers.delete(name);
           }
           logger.level = next.logLevel;
           // targets that stay keep their readiness

@@ -30,6 +30,9 @@ export interface Session {
   waitStartMs: number | null;
   /** Its last statement was LISTEN: idle by design. */
   listener: boolean;
+  /** Maintenance running now that leaves damage or lost work when killed (VACUUM, CREATE INDEX
+   *  CONCURRENTLY, …, or a pg_repack session), as the server recognised it; null otherwise. */
+  maintenance: string | null;
   query?: string | null;
 }
 

@@ -5,7 +5,8 @@ import type { Session, Snapshot } from './session.js';
 // metrics need about every client backend but our own (counts and the oldest age per state,
 // connections, lock waits: aggregated on the server), and a full row only for the sessions some
 // policy could act on: those past the smallest threshold of each reason, lock waiters and the
-// sessions blocking them, and every idle session when keepIdle needs whole pools. With no filter
+// sessions blocking them, every idle session when keepIdle needs whole pools, and the sessions
+// protected as backups or maintenance (so they are counted however young). With no filter
 // (debug's why-not lines, check --connect, tests) every session comes as a row.
 // Without pg_read_all_stats other roles' rows show NULL in backend_type (and state and times):
 // they are counted as state unknown and never judged, told apart from background processes by
@@ -29,6 +30,24 @@ clients AS (
 waiters AS (
   SELECT c.pid, pg_blocking_pids(c.pid) AS blocked_by FROM clients c WHERE c.wait_event_type = 'Lock'
 ),
+-- maintenance that leaves damage or lost work when killed: the statement running now, after
+-- leading whitespace and comments (the query text stays on the server), and pg_repack's
+-- sessions by their name; only with protect.maintenance ($9)
+maintenance AS (
+  SELECT c.pid, CASE
+           WHEN c.application_name = 'pg_repack' THEN 'pg_repack'
+           WHEN c.state <> 'active' THEN NULL
+           WHEN q.s ~* '^vacuum\\M' THEN 'VACUUM'
+           WHEN q.s ~* '^analy[sz]e\\M' THEN 'ANALYZE'
+           WHEN q.s ~* '^create\\s+(unique\\s+)?index\\s+concurrently\\M' THEN 'CREATE INDEX CONCURRENTLY'
+           WHEN q.s ~* '^reindex\\s*(\\([^)]*\\mconcurrently\\M[^)]*\\)|(\\([^)]*\\)\\s*)?(index|table|schema|database|system)\\s+concurrently\\M)' THEN 'REINDEX CONCURRENTLY'
+           WHEN q.s ~* '^cluster\\M' THEN 'CLUSTER'
+           WHEN q.s ~* '^refresh\\s+materialized\\s+view\\s+concurrently\\M' THEN 'REFRESH MATERIALIZED VIEW CONCURRENTLY'
+         END AS kind
+    FROM clients c,
+         LATERAL (SELECT regexp_replace(c.query, '^(\\s|--[^\\n]*(\\n|$)|/\\*([^*]|\\*+[^*/])*\\*+/)*', '') AS s) q
+   WHERE $9::bool AND c.backend_type IS NOT NULL AND (c.state = 'active' OR c.application_name = 'pg_repack')
+),
 states AS (
   SELECT json_agg(json_build_array(g.state, g.n, g.oldest_ms)) AS states, sum(g.n)::int AS clients
     FROM (SELECT CASE WHEN c.backend_type IS NULL THEN NULL ELSE c.state END AS state, count(*)::int AS n,
@@ -44,7 +63,11 @@ rows AS (
       OR (c.state = 'active' AND c.query_start <= me.now - $4::float8 * interval '1 millisecond')
       OR c.xact_start <= me.now - $5::float8 * interval '1 millisecond'
       OR c.backend_start <= me.now - $6::float8 * interval '1 millisecond'
-      OR ($8::bool AND (c.wait_event_type = 'Lock' OR c.pid IN (SELECT unnest(w.blocked_by) FROM waiters w))))
+      OR ($8::bool AND (c.wait_event_type = 'Lock' OR c.pid IN (SELECT unnest(w.blocked_by) FROM waiters w)))
+      -- protected sessions always come as rows, so that they are counted however old they are
+      OR c.pid IN (SELECT m.pid FROM maintenance m WHERE m.kind IS NOT NULL)
+      OR c.application_name = ANY($10::text[])
+      OR EXISTS (SELECT 1 FROM unnest($11::text[]) p WHERE starts_with(c.application_name, p)))
 )
 SELECT extract(epoch FROM me.now)::float8 * 1000 AS now_ms, me.pid AS self_pid,
        me.superuser AS self_superuser, me.signal_backend AS self_signal_backend, me.read_all_stats AS self_read_all_stats,
@@ -70,10 +93,12 @@ SELECT extract(epoch FROM me.now)::float8 * 1000 AS now_ms, me.pid AS self_pid,
          a.state_change))::float8 * 1000 END AS wait_start_ms,
        -- a listener: idle, and its last statement was LISTEN (leading whitespace and comments
        -- allowed); the query text itself stays on the server
-       coalesce(a.state = 'idle' AND a.query ~* '^(\\s|--[^\\n]*\\n|/\\*([^*]|\\*+[^*/])*\\*+/)*listen\\M', false) AS listener
+       coalesce(a.state = 'idle' AND a.query ~* '^(\\s|--[^\\n]*\\n|/\\*([^*]|\\*+[^*/])*\\*+/)*listen\\M', false) AS listener,
+       m.kind AS maintenance
        ${withQuery ? ', a.query' : ''}
   FROM me CROSS JOIN states st
-  LEFT JOIN (rows a LEFT JOIN pg_roles r ON r.oid = a.usesysid LEFT JOIN waiters w ON w.pid = a.pid) ON true`;
+  LEFT JOIN (rows a LEFT JOIN pg_roles r ON r.oid = a.usesysid LEFT JOIN waiters w ON w.pid = a.pid
+             LEFT JOIN maintenance m ON m.pid = a.pid) ON true`;
 
 const SQL_PLAIN = sql(false);
 const SQL_WITH_QUERY = sql(true);
@@ -113,6 +138,7 @@ interface Row {
   blocked_by: number[] | null;
   wait_start_ms: number | null;
   listener: boolean;
+  maintenance: string | null;
   query?: string | null;
 }
 
@@ -129,15 +155,21 @@ export interface SnapshotFilter {
   connectionMs: number;
   allIdle: boolean;
   locks: boolean;
+  /** Sessions with these application_names, or names beginning with these prefixes (the backup
+   *  tools that protect.backups spares), always come as rows, so that they are counted. */
+  backupNames: readonly string[];
+  backupPrefixes: readonly string[];
 }
 
 const ms = (n: number) => (Number.isFinite(n) ? n : null);
 
-export async function readSnapshot(db: Db, opts: { withQuery: boolean; filter?: SnapshotFilter | undefined }): Promise<Snapshot> {
+/** `maintenance` (default true): recognise maintenance statements (protect.maintenance). */
+export async function readSnapshot(db: Db, opts: { withQuery: boolean; filter?: SnapshotFilter | undefined; maintenance?: boolean }): Promise<Snapshot> {
   const f = opts.filter;
+  const backups = f ? [f.backupNames, f.backupPrefixes] : [[], []];
   const params = f
-    ? [false, ms(f.idleMs), ms(f.idleInTransactionMs), ms(f.queryMs), ms(f.transactionMs), ms(f.connectionMs), f.allIdle, f.locks]
-    : [true, null, null, null, null, null, false, true];
+    ? [false, ms(f.idleMs), ms(f.idleInTransactionMs), ms(f.queryMs), ms(f.transactionMs), ms(f.connectionMs), f.allIdle, f.locks, opts.maintenance ?? true, ...backups]
+    : [true, null, null, null, null, null, false, true, opts.maintenance ?? true, ...backups];
   const rows = await db.query<Row>(opts.withQuery ? SQL_WITH_QUERY : SQL_PLAIN, params);
   const first = rows[0];
   if (!first) throw new Error('snapshot query returned no row: is the connected role visible in pg_roles?');
@@ -165,6 +197,7 @@ export async function readSnapshot(db: Db, opts: { withQuery: boolean; filter?: 
       blockedBy: r.blocked_by,
       waitStartMs: r.wait_start_ms,
       listener: r.listener,
+      maintenance: r.maintenance,
       ...(opts.withQuery ? { query: r.query ?? null } : {}),
     });
   }

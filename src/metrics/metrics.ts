@@ -1,7 +1,9 @@
 import { collectProcessMetrics, Counter, Gauge, Histogram, Registry } from './prom.js';
 import { STATE_LABELS } from '../db/session.js';
+import type { Budget } from '../config/schema.js';
 import type { CompiledPolicy } from '../policy/compile.js';
 import { REASONS, type Reason } from '../plan/planner.js';
+import { PROTECTION_KINDS } from '../plan/protect.js';
 
 // Every metric pg-reaper exports, named once. Labels are bounded: target and policy come from
 // the config, state/reason/action/outcome from fixed lists. Never a pid, user, query or error.
@@ -31,6 +33,10 @@ export interface Metrics {
   configReloadTime: Gauge;
   /** (policy, reason) keys of matched_sessions set so far, per target. */
   matchedSeen: Map<string, Set<string>>;
+  sessionsProtected: Gauge<'target' | 'kind'>;
+  budgetExhausted: Gauge<'target' | 'policy'>;
+  /** The policy labels of budget_exhausted per target ('' for the target's own budget). */
+  budgetSeen: Map<string, Set<string>>;
 }
 
 export function createMetrics(version: string, opts: { defaultMetrics?: boolean } = {}): Metrics {
@@ -68,7 +74,10 @@ export function createMetrics(version: string, opts: { defaultMetrics?: boolean 
     configReload: new Gauge({ name: 'pg_reaper_config_last_reload_successful', help: '1 when the last config (re)load was applied, 0 when it was rejected and the previous config kept running.', registers }),
     configReloadTime: new Gauge({ name: 'pg_reaper_config_last_reload_success_timestamp_seconds', help: 'Unix time of the last config load that was applied.', registers }),
     matchedSeen: new Map(),
-    actions: new Counter({ name: 'pg_reaper_actions_total', help: 'Actions decided, by outcome (terminated, signalled, cancelled, would_terminate, would_cancel, skipped_changed, skipped_cap, denied, failed).', labelNames: ['target', 'policy', 'reason', 'action', 'outcome'], registers }),
+    actions: new Counter({ name: 'pg_reaper_actions_total', help: 'Actions decided, by outcome (terminated, signalled, cancelled, would_terminate, would_cancel, skipped_changed, skipped_cap, skipped_budget, denied, failed).', labelNames: ['target', 'policy', 'reason', 'action', 'outcome'], registers }),
+    sessionsProtected: new Gauge({ name: 'pg_reaper_sessions_protected', help: 'Client sessions no policy acts on at the last run, by kind: backup (a backup, dump or copy tool by its application_name) or maintenance (VACUUM, CREATE INDEX CONCURRENTLY, ... running now, or pg_repack).', labelNames: ['target', 'kind'], registers }),
+    budgetExhausted: new Gauge({ name: 'pg_reaper_budget_exhausted', help: '1 while a budget has refused actions (skipped_budget) and its window has not freed room since; policy "" for the target\'s own budget.', labelNames: ['target', 'policy'], registers }),
+    budgetSeen: new Map(),
   };
 }
 
@@ -93,6 +102,19 @@ export function initTargetSeries(m: Metrics, target: string, policies: readonly 
   }
 }
 
+/**
+ * Zero series for the protected sessions and the budgets of a target, when a config is applied.
+ * A budget that stays keeps its value (it may be exhausted); one that a reload removed goes.
+ */
+export function initSafetySeries(m: Metrics, target: string, budget: Budget | null, policies: readonly CompiledPolicy[]): void {
+  for (const kind of PROTECTION_KINDS) m.sessionsProtected.set({ target, kind }, 0);
+  const seen = m.budgetSeen.get(target) ?? new Set<string>();
+  const now = new Set([...(budget ? [''] : []), ...policies.filter((p) => p.budget).map((p) => p.name)]);
+  for (const policy of seen) if (!now.has(policy)) m.budgetExhausted.remove({ target, policy });
+  for (const policy of now) if (!seen.has(policy)) m.budgetExhausted.set({ target, policy }, 0);
+  m.budgetSeen.set(target, now);
+}
+
 /** Outcomes the alert rules watch with increase(): their series exist at 0 from the first scrape. */
 export const ALERTED_OUTCOMES = ['failed', 'denied'] as const;
 
@@ -114,6 +136,9 @@ export async function dropTargetSeries(m: Metrics, target: string): Promise<void
     m.matched.remove({ target, policy, reason });
   }
   m.matchedSeen.delete(target);
+  for (const kind of PROTECTION_KINDS) m.sessionsProtected.remove({ target, kind });
+  for (const policy of m.budgetSeen.get(target) ?? []) m.budgetExhausted.remove({ target, policy });
+  m.budgetSeen.delete(target);
 }
 
 /** The actions a policy can take: a cancel policy with terminateAfter also terminates. */

@@ -5,6 +5,7 @@ import { AddressSet } from '../policy/address.js';
 import type { CompiledPolicy } from '../policy/compile.js';
 import { compileGlob } from '../policy/glob.js';
 import { violation, type Decision } from './planner.js';
+import { describeProtection, PROTECT_ALL, protectionOf, type Protect } from './protect.js';
 
 // Why a session was not acted on, for `debug` logs ("why was this session not reaped?"). Pure,
 // and only called when debug is on: it tests each selector entry on its own to name the one
@@ -61,7 +62,7 @@ function underThresholds(p: CompiledPolicy, s: Session, nowMs: number): string {
 }
 
 /** Each session of the snapshot not acted on (but our own), with why, policy by policy. */
-export function explain(snapshot: Snapshot, policies: readonly CompiledPolicy[], applicationName: string, decisions: readonly Decision[], exemptListeners = true): NotActedOn[] {
+export function explain(snapshot: Snapshot, policies: readonly CompiledPolicy[], applicationName: string, decisions: readonly Decision[], exemptListeners = true, protect: Protect = PROTECT_ALL): NotActedOn[] {
   const out: NotActedOn[] = [];
   const decided = new Map(decisions.map((d) => [d.session.pid, d]));
   for (const s of snapshot.sessions) {
@@ -80,6 +81,11 @@ export function explain(snapshot: Snapshot, policies: readonly CompiledPolicy[],
     }
     // our own connections (any replica's) are never candidates: nothing to explain
     if (s.application === applicationName) continue;
+    const protection = protectionOf(s, protect);
+    if (protection) {
+      out.push({ session: s, why: describeProtection(protection) });
+      continue;
+    }
     if (policies.length === 0) {
       out.push({ session: s, why: 'no policy applies to this target' });
       continue;

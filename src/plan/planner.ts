@@ -2,7 +2,9 @@ import type { Session, Snapshot } from '../db/session.js';
 import type { CompiledPolicy, Thresholds } from '../policy/compile.js';
 import { MAX_INDEXED_POLICIES, ScopeIndex } from '../policy/scope-index.js';
 import { blockingRoots, type Blocking } from './blocking.js';
+import { BudgetRoom, type RoomLeft } from './budget-room.js';
 import { keptIdle } from './keep-idle.js';
+import { PROTECT_ALL, protectionOf, type Protect } from './protect.js';
 
 // The pure heart of a run: snapshot + policies + limits → decisions. No I/O and no clock but the
 // server's, so every rule is testable with a fixed snapshot.
@@ -29,6 +31,8 @@ export interface Decision {
   blockedSessions?: number;
   /** A match of a policy with `when` while connections are not above its threshold: not acted on. */
   held?: boolean;
+  /** The budget that refused it (the target's or its policy's): reported as skipped_budget. */
+  overBudget?: 'target' | 'policy';
 }
 
 export interface Limits {
@@ -38,6 +42,10 @@ export interface Limits {
   maxActionsPerRun?: number | undefined;
   /** Spare sessions whose last statement was LISTEN from idle and connection_age (default true). */
   exemptListeners?: boolean;
+  /** Backups and maintenance no policy acts on (default: both). */
+  protect?: Protect;
+  /** Actions the budgets' windows still allow (default: no budget). Dry runs use none. */
+  budget?: RoomLeft | undefined;
 }
 
 interface Violation {
@@ -151,9 +159,11 @@ export function plan(snapshot: Snapshot, policies: readonly CompiledPolicy[], li
   // the rules that look at more than one session, worked out once per plan
   const roots = policies.some((p) => p.thresholds.maxBlocking !== undefined) ? blockingRoots(snapshot) : undefined;
   const kept = policies.map((p) => (p.keepIdle !== undefined ? keptIdle(snapshot, p, limits.applicationName) : undefined));
+  const protect = limits.protect ?? PROTECT_ALL;
   for (const session of snapshot.sessions) {
     // Without visibility (no pg_read_all_stats) a session cannot be judged.
     if (session.backendStart === null || session.application === limits.applicationName) continue;
+    if (protectionOf(session, protect) !== undefined) continue;
     const blocking = roots?.get(session.pid);
     const ages = agesOf(session, snapshot.nowMs, blocking, exemptListeners);
     const scope = index?.scopeOf(session);
@@ -178,8 +188,11 @@ export function plan(snapshot: Snapshot, policies: readonly CompiledPolicy[], li
     }
   }
   decisions.sort((a, b) => b.seconds - a.seconds || a.session.pid - b.session.pid);
+  // the budget is known before pressure counts what is freed; held matches then give back
+  // what they took
+  applyCaps(decisions, policies, limits.maxActionsPerRun, limits.budget);
   holdBelowPressure(decisions, policies, snapshot);
-  applyCaps(decisions, policies, limits.maxActionsPerRun);
+  if (decisions.some((d) => d.held)) applyCaps(decisions, policies, limits.maxActionsPerRun, limits.budget);
   return decisions;
 }
 
@@ -190,7 +203,7 @@ export function plan(snapshot: Snapshot, policies: readonly CompiledPolicy[], li
 function holdBelowPressure(decisions: Decision[], policies: readonly CompiledPolicy[], snapshot: Snapshot): void {
   const above = new Map(policies.filter((p) => p.connectionsAbove !== undefined).map((p) => [p.name, p.connectionsAbove!]));
   if (above.size === 0) return;
-  const frees = (d: Decision) => d.action === 'terminate' && d.session.canSignal && !d.dryRun;
+  const frees = (d: Decision) => d.action === 'terminate' && d.session.canSignal && !d.dryRun && d.overBudget === undefined;
   let remaining = snapshot.clients + 1;
   for (const d of decisions) if (!above.has(d.policy) && frees(d)) remaining--;
   for (const d of decisions) {
@@ -204,13 +217,22 @@ function holdBelowPressure(decisions: Decision[], policies: readonly CompiledPol
 }
 
 // Oldest first: the caps keep the sessions that have broken a policy the longest. Sessions we may
-// not signal, and held matches, take no slot, since nothing will be done to them.
-function applyCaps(decisions: Decision[], policies: readonly CompiledPolicy[], targetCap: number | undefined): void {
+// not signal, and held matches, take no slot, since nothing will be done to them; nor do those
+// over a budget (checked first), and what a cap refuses uses no budget.
+function applyCaps(decisions: Decision[], policies: readonly CompiledPolicy[], targetCap: number | undefined, room: RoomLeft | undefined): void {
   const policyCap = new Map(policies.map((p) => [p.name, p.maxActionsPerRun]));
   const perPolicy = new Map<string, number>();
+  const budget = new BudgetRoom(room);
   let total = 0;
   for (const d of decisions) {
+    d.capped = false;
+    delete d.overBudget;
     if (!d.session.canSignal || d.held) continue;
+    const over = d.dryRun ? undefined : budget.over(d.policy);
+    if (over !== undefined) {
+      d.overBudget = over;
+      continue;
+    }
     const used = perPolicy.get(d.policy) ?? 0;
     const cap = policyCap.get(d.policy);
     if ((cap !== undefined && used >= cap) || (targetCap !== undefined && total >= targetCap)) {
@@ -219,5 +241,6 @@ function applyCaps(decisions: Decision[], policies: readonly CompiledPolicy[], t
     }
     perPolicy.set(d.policy, used + 1);
     total++;
+    if (!d.dryRun) budget.take(d.policy);
   }
 }

@@ -1,4 +1,4 @@
-import type { Config, PolicyConfig, Selector } from '../config/schema.js';
+import type { Budget, Config, PolicyConfig, Selector } from '../config/schema.js';
 import type { Session } from '../db/session.js';
 import { AddressSet } from './address.js';
 import { GlobSet } from './glob.js';
@@ -78,6 +78,8 @@ export class CompiledPolicy {
   readonly action: 'terminate' | 'cancel';
   readonly dryRun: boolean;
   readonly maxActionsPerRun: number | undefined;
+  /** Its own budget, beside the target's; undefined: none. */
+  readonly budget: Budget | undefined;
   readonly thresholds: Thresholds;
   /** Spare the N most recently active idle sessions of each (user, database, application). */
   readonly keepIdle: number | undefined;
@@ -95,6 +97,7 @@ export class CompiledPolicy {
     this.action = p.action;
     this.dryRun = globalDryRun || p.dryRun;
     this.maxActionsPerRun = p.maxActionsPerRun;
+    this.budget = p.budget ?? undefined;
     this.keepIdle = p.keepIdle;
     this.terminateAfter = p.terminateAfter;
     this.connectionsAbove = p.when?.connectionsAbove;

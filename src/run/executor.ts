@@ -4,8 +4,8 @@ import type { Action, Decision } from '../plan/planner.js';
 import { describeError } from '../util/errors.js';
 import type { ActionResult } from './outcome.js';
 
-// The one place that signals backends. It owns dry-run, caps and privileges as outcomes, the
-// race guard (in the SQL), error isolation per victim and the confirmation of exits.
+// The one place that signals backends. It owns dry-run, caps, budgets and privileges as
+// outcomes, the race guard (in the SQL), error isolation per victim and the confirmation of exits.
 
 export interface ExecuteDeps {
   db: Db;
@@ -21,6 +21,7 @@ export async function execute(decisions: readonly Decision[], deps: ExecuteDeps)
   const live: Record<Action, Decision[]> = { terminate: [], cancel: [] };
   for (const d of decisions) {
     if (!d.session.canSignal) results.set(d, { decision: d, outcome: 'denied' });
+    else if (d.overBudget !== undefined) results.set(d, { decision: d, outcome: 'skipped_budget' });
     else if (d.capped) results.set(d, { decision: d, outcome: 'skipped_cap' });
     else if (d.dryRun) results.set(d, { decision: d, outcome: d.action === 'terminate' ? 'would_terminate' : 'would_cancel' });
     else if (d.session.backendStart === null || d.session.application === deps.applicationName) results.set(d, { decision: d, outcome: 'skipped_changed' });

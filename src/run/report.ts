@@ -1,6 +1,8 @@
 import { stateLabel, STATE_LABELS, type Privileges, type Snapshot } from '../db/session.js';
 import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
+import { formatDuration } from '../config/duration.js';
+import type { BudgetState } from './budget.js';
 import type { ActionResult } from './outcome.js';
 import type { RunReport } from './run-target.js';
 
@@ -47,6 +49,7 @@ export function logRun(logger: Logger, report: RunReport, logQueryText: boolean,
     const level = r.outcome === 'denied' || r.outcome === 'failed' ? 'warn' : 'info';
     logger[level](actionFields(r, logQueryText), `${r.outcome} ${r.decision.reason} session`);
   }
+  for (const b of report.budget ?? []) if (b.change) logger.warn(budgetFields(report.target, b), budgetMessage(b));
   for (const n of report.notActedOn ?? []) {
     const s = n.session;
     logger.debug({ target: report.target, pid: s.pid, user: s.user, database: s.database, application: s.application, state: s.state, why: n.why }, 'not acted on');
@@ -67,6 +70,28 @@ export function logRun(logger: Logger, report: RunReport, logQueryText: boolean,
   else if (report.ok) logger.info(summary, 'run finished');
   else if (quietFailure && !report.snapshot) logger.debug(summary, 'run failed');
   else logger.error(summary, 'run failed');
+}
+
+/** A budget that tripped or found room again: one line each time, not at every run. */
+export function budgetFields(target: string, b: BudgetState): Record<string, unknown> {
+  return {
+    target,
+    ...(b.policy ? { policy: b.policy } : {}),
+    budget: b.policy ? 'policy' : 'target',
+    maxActions: b.maxActions,
+    windowSeconds: b.windowMs / 1000,
+    used: b.used,
+    ...(b.change === 'tripped' ? { skipped: b.skipped } : {}),
+    ...(b.freesInMs !== undefined ? { freesInSeconds: round(b.freesInMs / 1000) } : {}),
+  };
+}
+
+function budgetMessage(b: BudgetState): string {
+  const which = b.policy ? `policy ${b.policy}'s budget` : "the target's budget";
+  const rule = `${b.maxActions} per ${formatDuration(b.windowMs)}`;
+  return b.change === 'tripped'
+    ? `budget exhausted: ${which} (${rule}) is used up; further decisions are skipped_budget until its window frees room`
+    : `budget has room again: ${which} (${rule}) acts again`;
 }
 
 /** Warnings about missing privileges, each with the GRANT that fixes it: logged once per target and change. */
@@ -133,6 +158,8 @@ export function recordRun(m: Metrics, report: RunReport): void {
     m.actions.inc({ target, policy: d.policy, reason: d.reason, action: d.action, outcome: r.outcome });
   }
   setMatched(m, target, matched);
+  for (const [kind, n] of Object.entries(report.protected ?? {})) m.sessionsProtected.set({ target, kind }, n);
+  for (const b of report.budget ?? []) m.budgetExhausted.set({ target, policy: b.policy }, b.exhausted ? 1 : 0);
 }
 
 // matched_sessions describes the last run: series from earlier runs go back to 0.

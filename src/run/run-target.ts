@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Config } from '../config/schema.js';
+import type { Budget, Config } from '../config/schema.js';
 import type { Db } from '../db/db.js';
 import type { TargetDb } from '../db/target.js';
 import type { Snapshot } from '../db/session.js';
@@ -8,8 +8,10 @@ import { readSnapshot } from '../db/snapshot.js';
 import { explain, type NotActedOn } from '../plan/explain.js';
 import { snapshotFilter } from '../plan/filter.js';
 import { plan, type Decision } from '../plan/planner.js';
+import { protectedCounts, type Protect, type ProtectionKind } from '../plan/protect.js';
 import { compilePolicies, type CompiledPolicy } from '../policy/compile.js';
 import { describeError } from '../util/errors.js';
+import { BudgetLedger, budgetRules, type BudgetState } from './budget.js';
 import { execute } from './executor.js';
 import type { ActionResult } from './outcome.js';
 
@@ -26,6 +28,9 @@ export interface RunSettings {
   /** Explain every session not acted on (debug logs). */
   explain: boolean;
   exemptListeners: boolean;
+  protect: Protect;
+  /** The target's own budget; null: off. Policies carry theirs. */
+  budget: Budget | null;
 }
 
 export interface RunDeps {
@@ -39,6 +44,8 @@ export interface RunDeps {
   /** Monotonic ms, for durations and deadlines. */
   monotonic: () => number;
   sleep: (ms: number) => Promise<void>;
+  /** The target's budget ledger, kept between its runs; without it each run starts with a full budget. */
+  budget?: BudgetLedger;
 }
 
 /** A target's run settings from the config (policies compiled unless given). */
@@ -52,13 +59,16 @@ export function settingsFor(config: Config, target: string, policies: readonly C
     logQueryText: config.logQueryText,
     explain: config.logLevel === 'debug' || config.logLevel === 'trace',
     exemptListeners: config.exemptListeners,
+    protect: config.protect,
+    budget: config.budget,
   };
 }
 
 /** The real clocks and timer; a target's pool is held for the whole run. */
-export function systemDeps(db: Db | TargetDb, lead?: RunDeps['lead']): RunDeps {
+export function systemDeps(db: Db | TargetDb, lead?: RunDeps['lead'], budget?: BudgetLedger): RunDeps {
   return {
     db,
+    ...(budget ? { budget } : {}),
     ...('withConnection' in db ? { hold: db.withConnection } : {}),
     ...(lead ? { lead } : {}),
     wallClock: Date.now,
@@ -81,6 +91,10 @@ export interface RunReport {
   decisions?: Decision[];
   /** With settings.explain: the sessions not acted on, and why. */
   notActedOn?: NotActedOn[];
+  /** Sessions spared as backups or maintenance, by kind. */
+  protected?: Record<ProtectionKind, number>;
+  /** Where each budget stands after the run. */
+  budget?: BudgetState[];
   /** Milliseconds per step (trace logs). */
   timings: { snapshotMs: number; planMs: number; executeMs: number };
 }
@@ -103,7 +117,11 @@ export async function runTarget(settings: RunSettings, deps: RunDeps): Promise<R
     try {
       // every session as a row only when debug explains each one; else the server sends only
       // those a policy could act on, and counts the rest
-      snapshot = await readSnapshot(db, { withQuery: settings.logQueryText, filter: settings.explain ? undefined : snapshotFilter(settings.policies) });
+      snapshot = await readSnapshot(db, {
+        withQuery: settings.logQueryText,
+        filter: settings.explain ? undefined : snapshotFilter(settings.policies, settings.protect),
+        maintenance: settings.protect.maintenance,
+      });
     } finally {
       timings.snapshotMs = deps.monotonic() - started;
     }
@@ -120,14 +138,19 @@ export async function runTarget(settings: RunSettings, deps: RunDeps): Promise<R
 async function decideAndAct(snapshot: Snapshot, db: Db, settings: RunSettings, deps: RunDeps, timings: RunReport['timings'], finish: Finish): Promise<RunReport> {
   let mark = deps.monotonic();
   try {
+    const ledger = deps.budget ?? new BudgetLedger();
+    const rules = budgetRules(settings.budget, settings.policies);
     const decisions = plan(snapshot, settings.policies, {
       target: settings.target,
       applicationName: settings.applicationName,
       maxActionsPerRun: settings.maxActionsPerRun,
       exemptListeners: settings.exemptListeners,
+      protect: settings.protect,
+      budget: ledger.room(snapshot.nowMs, rules),
     });
     const acting = decisions.filter((d) => !d.held);
-    const notActedOn = settings.explain ? explain(snapshot, settings.policies, settings.applicationName, decisions, settings.exemptListeners) : undefined;
+    const notActedOn = settings.explain ? explain(snapshot, settings.policies, settings.applicationName, decisions, settings.exemptListeners, settings.protect) : undefined;
+    const spared = protectedCounts(snapshot, settings.protect, settings.applicationName);
     timings.planMs = deps.monotonic() - mark;
     mark = deps.monotonic();
     const results = await execute(acting, {
@@ -138,8 +161,9 @@ async function decideAndAct(snapshot: Snapshot, db: Db, settings: RunSettings, d
       now: deps.monotonic,
     });
     timings.executeMs = deps.monotonic() - mark;
+    const budget = ledger.settle(snapshot.nowMs, rules, results);
     const failed = results.some((r) => r.outcome === 'failed');
-    return finish({ ok: !failed, ...(failed ? { error: 'some actions failed' } : {}), snapshot, results, decisions, ...(notActedOn ? { notActedOn } : {}) });
+    return finish({ ok: !failed, ...(failed ? { error: 'some actions failed' } : {}), snapshot, results, decisions, ...(notActedOn ? { notActedOn } : {}), protected: spared, budget });
   } catch (err) {
     return finish({ ok: false, error: describeError(err), snapshot, results: [] });
   }

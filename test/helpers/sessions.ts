@@ -34,6 +34,7 @@ export function session(opts: Partial<Session> & { idleFor?: number; activeFor?:
     blockedBy: null,
     waitStartMs: null,
     listener: false,
+    maintenance: null,
     ...rest,
   };
 }

@@ -3,6 +3,7 @@ import { readSnapshot } from '../../src/db/snapshot.js';
 import { openTarget } from '../../src/db/target.js';
 import { snapshotFilter } from '../../src/plan/filter.js';
 import { plan } from '../../src/plan/planner.js';
+import { PROTECT_ALL } from '../../src/plan/protect.js';
 import { compilePolicies } from '../../src/policy/compile.js';
 import { ensureReaperRole, ensureRole, Sessions, testConfig, unique } from '../helpers/pg.js';
 
@@ -35,7 +36,7 @@ describe('the snapshot filter', () => {
     const db = openTarget(config.targets[0]!, { applicationName: config.applicationName });
     try {
       const full = await readSnapshot(db, { withQuery: false });
-      const filtered = await readSnapshot(db, { withQuery: false, filter: snapshotFilter(policies) });
+      const filtered = await readSnapshot(db, { withQuery: false, filter: snapshotFilter(policies, PROTECT_ALL) });
       const pids = (snap: typeof full) => new Set(snap.sessions.map((x) => x.pid));
       expect(full.complete).toBe(true);
       expect(filtered.complete).toBe(false);
@@ -61,7 +62,7 @@ describe('the snapshot filter', () => {
 
   it('sends every idle session when a policy keeps pools, and lock waiters with their blockers when one has maxBlocking', () => {
     const policies = compilePolicies(testConfig({ policies: [{ name: 'a', maxIdle: '10m', keepIdle: 2 }, { name: 'b', maxIdle: '5m', maxQueryDuration: '1h', maxBlocking: '30s' }] }), 'main');
-    expect(snapshotFilter(policies)).toEqual({ idleMs: 300_000, idleInTransactionMs: Infinity, queryMs: 3_600_000, transactionMs: Infinity, connectionMs: Infinity, allIdle: true, locks: true });
-    expect(snapshotFilter(compilePolicies(testConfig({ policies: [{ name: 'a', maxIdle: '10m' }] }), 'main'))).toMatchObject({ allIdle: false, locks: false });
+    expect(snapshotFilter(policies, { backups: false, maintenance: true })).toEqual({ idleMs: 300_000, idleInTransactionMs: Infinity, queryMs: 3_600_000, transactionMs: Infinity, connectionMs: Infinity, allIdle: true, locks: true, backupNames: [], backupPrefixes: [] });
+    expect(snapshotFilter(compilePolicies(testConfig({ policies: [{ name: 'a', maxIdle: '10m' }] }), 'main'), PROTECT_ALL)).toMatchObject({ allIdle: false, locks: false, backupNames: expect.arrayContaining(['pg_dump']), backupPrefixes: expect.arrayContaining(['pgBackRest [']) });
   });
 });

@@ -32,9 +32,12 @@ describe('valid config', () => {
       terminateTimeout: 5000,
       shutdownTimeout: 10_000,
       logQueryText: false,
+      protect: { backups: true, maintenance: true },
+      budget: { maxActions: 100, window: 600_000 },
       exempt: { users: [], databases: [], applications: [], clientAddresses: [] },
     });
     expect(r.config.maxActionsPerRun).toBeUndefined();
+    expect(r.config.policies[0]!.budget).toBeUndefined();
     expect(r.config.targets[0]).toMatchObject({ name: 'primary', connectTimeout: 5000, queryTimeout: 30_000 });
     expect(r.config.policies[0]).toMatchObject({ name: 'idle', maxIdle: 600_000, action: 'terminate', dryRun: false });
   });
@@ -51,6 +54,8 @@ maxActionsPerRun: 100
 terminateTimeout: 2s
 shutdownTimeout: 1m
 logQueryText: true
+protect: { backups: false, maintenance: "false" }
+budget: off
 exempt: { users: [postgres], applications: ["pg_dump*"], databases: [template1], clientAddresses: [local, "10.0.0.0/8", "fd00::/8"] }
 targets:
   - name: a
@@ -74,9 +79,11 @@ policies:
     exempt: { users: [], databases: [], applications: [], clientAddresses: [] }
     dryRun: "true"
     maxActionsPerRun: 5
+    budget: { maxActions: "5", window: 1m }
   - name: p2
     maxQueryDuration: 0.5
     action: cancel
+    budget: off
 `,
       'c.yaml',
       { URL: 'postgres://u:p@h/d' },
@@ -91,6 +98,15 @@ policies:
     expect(c.policies[0]!.dryRun).toBe(true);
     expect(c.policies[1]!.maxQueryDuration).toBe(500);
     expect(c.http.port).toBe(0);
+    expect(c.protect).toEqual({ backups: false, maintenance: false });
+    expect(c.budget).toBeNull();
+    expect(c.policies[0]!.budget).toEqual({ maxActions: 5, window: 60_000 });
+    expect(c.policies[1]!.budget).toBeNull();
+  });
+
+  it('reads budget: false as off (YAML 1.1 spells off that way)', () => {
+    const r = parseConfigText(MINIMAL + 'budget: false\n', 'c.yaml', {});
+    expect(r.ok && r.config.budget).toBeNull();
   });
 
   it('keeps a value from the environment as one string, whatever YAML it looks like', () => {
@@ -106,7 +122,7 @@ policies:
 
 // Each malformed example, with the exact problem it must produce.
 const MALFORMED: [string, string, string][] = [
-  ['unknown top-level key', MINIMAL + 'colour: red\n', 'c.yaml:7:1 colour: unknown key "colour"; accepted keys: schedule, timezone, scheduleJitter, maxConcurrentRuns, coordination, dryRun, logLevel, logFormat, applicationName, http, maxActionsPerRun, terminateTimeout, shutdownTimeout, logQueryText, exemptListeners, exempt, targets, policies'],
+  ['unknown top-level key', MINIMAL + 'colour: red\n', 'c.yaml:7:1 colour: unknown key "colour"; accepted keys: schedule, timezone, scheduleJitter, maxConcurrentRuns, coordination, dryRun, logLevel, logFormat, applicationName, http, maxActionsPerRun, terminateTimeout, shutdownTimeout, logQueryText, exemptListeners, protect, budget, exempt, targets, policies'],
   ['unknown policy key', MINIMAL + '    maxIdel: 5m\n', 'c.yaml:7:5 policies[0].maxIdel: unknown key "maxIdel"; accepted keys: name, targets, maxBlocking, maxIdle, keepIdle,'],
   ['unknown target key', MINIMAL.replace('    connectionString', '    sslmode: require\n    connectionString'), 'c.yaml:3:5 targets[0].sslmode: unknown key "sslmode"'],
   ['duration is a word', MINIMAL.replace('10m', 'ten'), 'c.yaml:6:14 policies[0].maxIdle: expected a duration like "10m" (ms, s, m, h, d, or a number of seconds) greater than 0, got "ten"'],
@@ -118,6 +134,12 @@ const MALFORMED: [string, string, string][] = [
   ['when over 100%', MINIMAL + '    when: { connectionsAbove: "120%" }\n', 'c.yaml:7:31 policies[0].when.connectionsAbove: expected a percentage of the client slots from "1%" to "100%", or a whole number of connections >= 1, got "120%"'],
   ['when of 0', MINIMAL + '    when: { connectionsAbove: 0 }\n', 'c.yaml:7:31 policies[0].when.connectionsAbove: expected a percentage of the client slots from "1%" to "100%", or a whole number of connections >= 1, got 0'],
   ['leaseTimeout too short', MINIMAL + 'coordination: { mode: advisory-lock, leaseTimeout: 2s }\n', 'c.yaml:7:52 coordination.leaseTimeout: expected a leaseTimeout of at least 6s (keepalive probes are counted in whole seconds)'],
+  ['budget is a word', MINIMAL + 'budget: lots\n', 'c.yaml:7:9 budget: expected { maxActions: N, window: DURATION } or off, got "lots"'],
+  ['budget of 0 actions', MINIMAL + 'budget: { maxActions: 0, window: 1m }\n', 'c.yaml:7:23 budget.maxActions: expected a number >= 1, got 0'],
+  ['budget without a window', MINIMAL + 'budget: { maxActions: 5 }\n', 'c.yaml:7:9 budget.window: expected a duration like "10m" (ms, s, m, h, d, or a number of seconds) greater than 0, got nothing'],
+  ['policy budget with an unknown key', MINIMAL + '    budget: { maxActions: 5, window: 1m, per: run }\n', 'c.yaml:7:42 policies[0].budget.per: unknown key "per"; accepted keys: maxActions, window'],
+  ['protect with an unknown key', MINIMAL + 'protect: { backups: true, pg_cron: true }\n', 'c.yaml:7:27 protect.pg_cron: unknown key "pg_cron"; accepted keys: backups, maintenance'],
+  ['protect.backups not a boolean', MINIMAL + 'protect: { backups: sometimes }\n', 'c.yaml:7:21 protect.backups: expected a boolean, got "sometimes"'],
   ['no threshold', MINIMAL.replace('    maxIdle: 10m\n', ''), 'c.yaml:5:5 policies[0]: a policy needs at least one threshold: maxBlocking, maxIdle, maxIdleInTransaction, maxQueryDuration, maxTransactionDuration, maxConnectionAge'],
   ['cancel with maxIdle', MINIMAL + '    action: cancel\n', 'c.yaml:7:13 policies[0].action: action "cancel" only works with maxQueryDuration alone'],
   ['cancel with two thresholds', MINIMAL + '    maxQueryDuration: 1m\n    action: cancel\n', 'policies[0].action: action "cancel" only works with maxQueryDuration alone'],

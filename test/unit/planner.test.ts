@@ -222,7 +222,7 @@ describe('scope index', () => {
     const pick = <T>(xs: readonly T[]) => xs[rand(xs.length)]!;
     const users = ['app_a', 'app_b', 'etl', 'admin', null];
     const dbs = ['shop', 'crm', 'warehouse', null];
-    const apps = ['web-1', 'web-22', 'pg_dump', 'worker', ''];
+    const apps = ['web-1', 'web-22', 'pg_dumper', 'worker', ''];
     const addrs: [string | null, boolean][] = [['10.1.2.3', false], ['10.9.9.9', false], ['192.168.1.5', false], ['fd00::7', false], [null, true], [null, false]];
     const lists = {
       users: [[], ['app_*'], ['etl', 'admin'], ['app_?']],
