@@ -104,10 +104,10 @@ function summary(c: Config): string {
 
 /** What no policy touches and how much any config may do: the lines `check` adds to its summary. */
 function safety(c: Config): string {
-  const budget = (b: { maxActions: number; window: number }) => `${plural(b.maxActions, 'action')} per ${formatDuration(b.window)}`;
-  const policies = c.policies.filter((p) => p.budget).map((p) => `policy ${p.name} ${budget(p.budget!)}`);
-  const target = c.budget ? `${budget(c.budget)} per target` : 'off for targets (budget: off)';
-  return `${protectionSummary(c.protect)}\nbudget: terminations and cancellations at most ${target}${policies.length ? `; ${policies.join('; ')}` : ''}`;
+  const rule = (b: { maxActions: number; window: number }) => `${b.maxActions} per ${formatDuration(b.window)}`;
+  const policies = c.policies.filter((p) => p.budget).map((p) => `policy ${p.name}: ${rule(p.budget!)}`);
+  const target = c.budget ? `at most ${c.budget.maxActions} terminations and cancellations per ${formatDuration(c.budget.window)} on each target` : 'off for the targets (budget: off)';
+  return `${protectionSummary(c.protect)}\nbudget: ${[target, ...policies].join('; ')}`;
 }
 
 async function runDaemon(config: Config, file: string, format: LogFormat | undefined): Promise<number> {

@@ -241,6 +241,15 @@ describe('pg-reaper check and usage', () => {
     expect(r.stderr).toMatch(/config\.example\.yaml:\d+:\d+ targets\[0\]\.connectionString: environment variable DATABASE_URL is not set/);
     expect(withEnv.code).toBe(0);
     expect(withEnv.stdout).toMatch(/ok: 1 target \(primary\), 5 policies \(lock-blockers, idle-in-transaction, idle-app-sessions, runaway-reports, free-slots-under-pressure\)/);
+    // what is protected, and the budgets
+    const [, protectedLine, budgetLine] = withEnv.stdout.split('\n');
+    expect(protectedLine).toMatch(/^protected: backups by application_name \(pg_dump, pg_dumpall, pg_restore, pg_basebackup, barman, wal-g, pgBackRest \[\*, barman_\*, pgcopydb\[\*\); maintenance by the statement running now \(VACUUM, ANALYZE, CREATE INDEX CONCURRENTLY, REINDEX CONCURRENTLY, CLUSTER, REFRESH MATERIALIZED VIEW CONCURRENTLY\) and pg_repack's sessions$/);
+    expect(budgetLine).toBe('budget: at most 100 terminations and cancellations per 10m on each target; policy idle-app-sessions: 30 per 10m');
+    const off = await cli(['check', '-c', writeConfig('off.yaml', 'protect: { backups: false }\nbudget: off\ntargets: [{ name: a, host: h }]\npolicies: [{ name: p, maxIdle: 1m }]\n')]);
+    expect(off.stdout.split('\n').slice(1, 3)).toEqual([
+      "protected: backups: off (protect.backups: false); maintenance by the statement running now (VACUUM, ANALYZE, CREATE INDEX CONCURRENTLY, REINDEX CONCURRENTLY, CLUSTER, REFRESH MATERIALIZED VIEW CONCURRENTLY) and pg_repack's sessions",
+      'budget: off for the targets (budget: off)',
+    ]);
   });
 
   it('a bad config exits 2 with every problem as FILE:LINE:COL PATH and no stack trace', async () => {
@@ -295,13 +304,13 @@ describe('operator experience', () => {
     const yaml = (targets: string) => `targets:\n${targets}policies: [{ name: idle, maxIdle: 1h }]\n`;
     const good = await cli(['check', '--connect', '-c', writeConfig('connect-ok.yaml', yaml(`  - { name: main, connectionString: "${urlFor({ user: reaper })}" }\n`))]);
     expect(good.code).toBe(0);
-    const line = good.stdout.split('\n')[1]!;
-    expect(line).toMatch(/^main: PostgreSQL \d+\.\d+\S* as reaper_t: superuser no, pg_read_all_stats yes, pg_signal_backend yes; sees \d+ client sessions?, can judge \d+ and signal \d+$/);
+    const line = good.stdout.split('\n').find((l) => l.startsWith('main: '))!;
+    expect(line).toMatch(/^main: PostgreSQL \d+\.\d+\S* as reaper_t: superuser no, pg_read_all_stats yes, pg_signal_backend yes; sees \d+ client sessions?, can judge \d+ and signal \d+, protects \d+( \(backup \d+, maintenance \d+\))?$/);
 
     const bad = await cli(['check', '--connect', '-c', writeConfig('connect-bad.yaml', yaml(`  - { name: blind, connectionString: "${urlFor({ user: blind })}" }\n  - { name: down, host: 127.0.0.1, port: 1, user: x, database: x, connectTimeout: 2s }\n`))]);
     expect(bad.code).toBe(1);
-    const [, blindLine, downLine] = bad.stdout.trimEnd().split('\n');
-    expect(blindLine).toMatch(/^blind: PostgreSQL .* as blind_reaper_t: superuser no, pg_read_all_stats no, pg_signal_backend no; sees \d+ client sessions, can judge \d+ and signal \d+; cannot see other roles' sessions .*: run GRANT pg_read_all_stats TO blind_reaper_t;; can only signal .*: run GRANT pg_signal_backend TO blind_reaper_t;$/);
+    const [blindLine, downLine] = bad.stdout.trimEnd().split('\n').slice(3);
+    expect(blindLine).toMatch(/^blind: PostgreSQL .* as blind_reaper_t: superuser no, pg_read_all_stats no, pg_signal_backend no; sees \d+ client sessions, can judge \d+ and signal \d+, protects 0; cannot see other roles' sessions .*: run GRANT pg_read_all_stats TO blind_reaper_t;; can only signal .*: run GRANT pg_signal_backend TO blind_reaper_t;$/);
     // the other role's session is seen (counted) but cannot be judged
     const [, seen, judged] = /sees (\d+) client sessions?, can judge (\d+)/.exec(blindLine!)!;
     expect(Number(seen)).toBeGreaterThan(Number(judged));
