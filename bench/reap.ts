@@ -37,7 +37,7 @@ export async function benchReap(): Promise<Record<string, unknown>> {
   const config = reapConfig(server.reaperUrl);
   const dir = mkdtempSync(join(tmpdir(), 'pg-reaper-bench-'));
   const configFile = join(dir, 'reap.yaml');
-  writeFileSync(configFile, `terminateTimeout: 60s\ntargets: [{ name: bench, connectionString: "${server.reaperUrl}" }]\npolicies: [{ name: idle, maxIdle: ${THRESHOLD_MS}ms, match: { applications: [${VICTIM_APP}] } }]\n`);
+  writeFileSync(configFile, `terminateTimeout: 60s\nbudget: off\ntargets: [{ name: bench, connectionString: "${server.reaperUrl}" }]\npolicies: [{ name: idle, maxIdle: ${THRESHOLD_MS}ms, match: { applications: [${VICTIM_APP}] } }]\n`);
   const reaperCli = [...nodeFlags(), CLI, 'once', '-c', configFile];
   const bareCli = [BARE_CLI, server.reaperUrl];
   const db = openReaperDb(config);

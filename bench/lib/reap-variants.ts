@@ -19,6 +19,8 @@ export const THRESHOLD_MS = 200;
 export function reapConfig(url: string): Config {
   return validateConfig({
     terminateTimeout: '60s',
+    // the same work as the bare SQL: every victim, however many (the default budget stops at 100)
+    budget: 'off',
     targets: [{ name: 'bench', connectionString: url }],
     policies: [{ name: 'idle', maxIdle: `${THRESHOLD_MS}ms`, match: { applications: [VICTIM_APP] } }],
   });
