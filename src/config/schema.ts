@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { addressError } from '../policy/address.js';
 import { redact } from '../util/errors.js';
 import { DEFAULT_LOCK_KEY } from '../coord/lock-key.js';
-import { parseConnInfo, SSL_MODES } from './conninfo.js';
+import { hostError, parseConnInfo, SSL_MODES } from './conninfo.js';
 import { parseDuration } from './duration.js';
 
 // The config file's schema: every key, its default, and the rules that span keys. Downstream
@@ -103,7 +103,16 @@ const target = z
           ctx.addIssue({ code: 'custom', path: ['ssl'], message: 'the connection string already sets sslmode/sslrootcert/sslcert/sslkey: put TLS settings in one place' });
         }
         if (!sslcert !== !sslkey) ctx.addIssue({ code: 'custom', path: ['connectionString'], message: 'sslcert and sslkey go together: give both or neither' });
+        if (parsed.info.password !== undefined) {
+          for (const key of ['password', 'passwordFile'] as const) {
+            if (t[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: `the connection string already holds a password: give it in one place (drop ${key}, or the password from the connection string)` });
+          }
+        }
       }
+    }
+    if (t.host !== undefined) {
+      const error = hostError(t.host);
+      if (error) ctx.addIssue({ code: 'custom', path: ['host'], message: error.replace(' (IPv6 in brackets in a URL: [::1])', '') });
     }
     if (t.ssl && !t.ssl.cert !== !t.ssl.key) ctx.addIssue({ code: 'custom', path: ['ssl'], message: 'cert and key go together: give both or neither' });
     if (t.password !== undefined && t.passwordFile !== undefined) {
