@@ -97,7 +97,7 @@ function keywordPairs(text: string): [string, string][] {
 }
 
 function afterPrivate(key: string, at: number): string {
-  return `the word at character ${at + 1}, after the unquoted ${key} value, is not a keyword=value pair pg-reaper understands: if the ${key} holds spaces, quote it (${key}='...', with \\' and \\\\ inside)`;
+  return `the word at character ${at + 1}, after the unquoted ${key} value, is not a keyword=value pair pg-reaper understands: if the ${key} holds spaces, put the value in single quotes (with \\' and \\\\ inside)`;
 }
 
 function isKeyword(key: string): boolean {
@@ -164,7 +164,7 @@ function urlPairs(text: string): [string, string][] {
       const privateTail = previous !== undefined && PRIVATE_KEYS.has(previous);
       const name = eq < 0 ? part : part.slice(0, eq);
       if (eq < 0 || (privateTail && !isKeyword(name))) {
-        if (privateTail) throw new ConnInfoError(`URL parameter ${index + 1}, after ${previous}=, is not a keyword=value pair: percent-encode "&" as %26 and "=" as %3D in the ${previous}`);
+        if (privateTail) throw new ConnInfoError(`URL parameter ${index + 1}, after the ${previous} parameter, is not a keyword=value pair: percent-encode "&" as %26 and "=" as %3D in the ${previous === 'user' ? 'user name' : previous}`);
         if (eq < 0) throw new ConnInfoError(`URL parameter ${isKeyword(part) ? `"${part}"` : index + 1} has no "=value"`);
       }
       const key = decode(name, 'parameter name');

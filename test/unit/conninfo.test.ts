@@ -93,7 +93,7 @@ describe('URL form: the user name and password never reach a message', () => {
   });
 
   it('text that may be the rest of a password parameter cut at "&" is not echoed', () => {
-    expect(error(`postgres://127.0.0.1/db?password=a&${SECRET}`)).toBe('URL parameter 2, after password=, is not a keyword=value pair: percent-encode "&" as %26 and "=" as %3D in the password');
+    expect(error(`postgres://127.0.0.1/db?password=a&${SECRET}`)).toBe('URL parameter 2, after the password parameter, is not a keyword=value pair: percent-encode "&" as %26 and "=" as %3D in the password');
     expect(error(`postgres://127.0.0.1/db?password=a&${SECRET}=b`)).not.toContain(SECRET);
     expect(error(`postgres://127.0.0.1/db?password=a%zz${SECRET}`)).not.toContain(SECRET);
   });
@@ -125,7 +125,7 @@ describe('keyword/value form', () => {
   it('never echoes what may be the rest of an unquoted password or user name', () => {
     for (const text of ["host=h password=Hunter9 Secret user=x", 'host=h password=Hunter9 Secret=x', 'host=h user=Hunter9 Secret']) {
       const e = error(text);
-      expect(e).toMatch(/after the unquoted (password|user) value, is not a keyword=value pair pg-reaper understands: if the (password|user) holds spaces, quote it/);
+      expect(e).toMatch(/after the unquoted (password|user) value, is not a keyword=value pair pg-reaper understands: if the (password|user) holds spaces, put the value in single quotes/);
       expect(e).not.toMatch(/Hunter9|Secret/);
     }
     expect(error('Hunter9Secret')).toBe('expected a URL (postgres://...) or keyword=value pairs; the word at character 1 is not followed by "="');
