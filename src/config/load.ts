@@ -78,8 +78,9 @@ export function parseConfigText(text: string, file: string, env: NodeJS.ProcessE
     const config = resolvePaths(parsed.data, dirname(resolve(file)));
     if (!options.readFiles) return { ok: true, config };
     for (const p of referencedFileProblems(config)) {
-      const pos = at(nearestNode(doc, p.path)?.range?.[0]);
-      problems.push({ file, line: pos.line, col: pos.col, path: formatPath(p.path), message: p.message });
+      // a problem inside the web config file says where in that file; the others where the key is
+      const pos = 'file' in p && p.line > 0 ? { line: p.line, col: p.col } : at(nearestNode(doc, p.path)?.range?.[0]);
+      problems.push({ file: 'file' in p && p.line > 0 ? p.file : file, line: pos.line, col: pos.col, path: 'file' in p && p.line > 0 ? p.where : formatPath(p.path), message: p.message });
     }
     return problems.length ? { ok: false, problems } : { ok: true, config };
   }
@@ -102,12 +103,13 @@ export function parseConfigText(text: string, file: string, env: NodeJS.ProcessE
   return { ok: false, problems };
 }
 
-// File paths in the config (passwordFile, ssl.rootCert, ssl.cert, ssl.key) are relative to the
+// File paths in the config (passwordFile, ssl.rootCert, ssl.cert, ssl.key, http.webConfigFile) are relative to the
 // config file's directory, so a config works from any working directory.
 function resolvePaths(config: Config, dir: string): Config {
   const at = (p: string | undefined) => (p === undefined ? undefined : resolve(dir, p));
   return {
     ...config,
+    http: { ...config.http, ...(config.http.webConfigFile !== undefined ? { webConfigFile: at(config.http.webConfigFile) } : {}) },
     targets: config.targets.map((t) => ({
       ...t,
       ...(t.passwordFile !== undefined ? { passwordFile: at(t.passwordFile) } : {}),

@@ -178,8 +178,20 @@ export const configSchema = z
     logFormat: z.enum(['json', 'pretty']).optional(),
     applicationName: z.string().min(1).max(63).default('pg-reaper'),
     http: z
-      .strictObject({ host: z.string().min(1).default('0.0.0.0'), port: integer(0, 65535).default(9188) })
-      .default({ host: '0.0.0.0', port: 9188 }),
+      .strictObject({
+        host: z.string().min(1).default('127.0.0.1'),
+        port: integer(0, 65535).default(9188),
+        webConfigFile: z.string().min(1).optional(),
+        probes: z
+          .strictObject({ port: integer(0, 65535).optional(), host: z.string().min(1).optional(), requireAuth: boolean.default(true) })
+          .default({ requireAuth: true }),
+      })
+      .superRefine((h, ctx) => {
+        if (h.probes.port !== undefined && h.probes.port !== 0 && h.probes.port === h.port && (h.probes.host ?? h.host) === h.host) {
+          ctx.addIssue({ code: 'custom', path: ['probes', 'port'], message: `the probes need a port of their own, not http.port ${h.port}; or leave probes.port out to serve them on http.port` });
+        }
+      })
+      .default({ host: '127.0.0.1', port: 9188, probes: { requireAuth: true } }),
     maxActionsPerRun: integer(1).optional(),
     terminateTimeout: duration('5s').default(5000),
     shutdownTimeout: duration('10s').default(10_000),
