@@ -203,4 +203,5 @@ function limit(server: Http.Server, limits: HttpLimits): void {
   server.maxConnections = limits.maxConnections;
   server.maxRequestsPerSocket = limits.maxRequestsPerSocket;
   server.timeout = limits.idleTimeout;
+  server.keepAliveTimeout = limits.keepAliveTimeout;
 }
