@@ -121,11 +121,15 @@ async function runDaemon(config: Config, file: string, format: LogFormat | undef
   process.on('uncaughtException', fatal('uncaught exception'));
   process.on('unhandledRejection', fatal('unhandled rejection'));
 
-  const { startDaemon, ListenError } = await import('../daemon/daemon.js');
+  const { startDaemon, ListenError, WebConfigError } = await import('../daemon/daemon.js');
   let daemon;
   try {
     daemon = await startDaemon(config, { logger, version: VERSION });
   } catch (err) {
+    if (err instanceof WebConfigError) {
+      logger.fatal({ problems: err.problems }, 'cannot start: http.webConfigFile cannot be used');
+      return EXIT_USAGE;
+    }
     logger.fatal({ error: describeError(err) }, 'cannot start');
     return err instanceof ListenError ? EXIT_CANNOT_LISTEN : EXIT_FAILED;
   }

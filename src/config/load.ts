@@ -4,6 +4,7 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type
 import type { z } from 'zod';
 import { redact } from '../util/errors.js';
 import { substituteEnv } from './env.js';
+import { referencedFileProblems } from './files.js';
 import { configSchema, crossKeyIssues, show, type Config } from './schema.js';
 
 // Reads a config file into a validated Config, or every problem in it at once, each as
@@ -40,10 +41,15 @@ export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.en
     const why = code === 'ENOENT' ? 'no such file (pass -c PATH or set PG_REAPER_CONFIG)' : `cannot read it (${code ?? (err as Error).message})`;
     return { ok: false, problems: [{ file, line: 0, col: 0, path: '', message: why }] };
   }
-  return parseConfigText(text, file, env);
+  return parseConfigText(text, file, env, { readFiles: true });
 }
 
-export function parseConfigText(text: string, file: string, env: NodeJS.ProcessEnv = process.env): LoadResult {
+export interface ParseOptions {
+  /** Also read the files the config points at (passwordFile, http.webConfigFile): a missing or unreadable one is a problem. */
+  readFiles?: boolean;
+}
+
+export function parseConfigText(text: string, file: string, env: NodeJS.ProcessEnv = process.env, options: ParseOptions = {}): LoadResult {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
   const at = (offset: number | undefined) => lines.linePos(offset ?? 0);
@@ -68,7 +74,16 @@ export function parseConfigText(text: string, file: string, env: NodeJS.ProcessE
   const raw: unknown = doc.toJS() ?? {};
   const parsed = configSchema.safeParse(raw, { error: describeIssue });
   const rules = crossKeyIssues(raw);
-  if (parsed.success && rules.length === 0 && problems.length === 0) return { ok: true, config: resolvePaths(parsed.data, dirname(resolve(file))) };
+  if (parsed.success && rules.length === 0 && problems.length === 0) {
+    const config = resolvePaths(parsed.data, dirname(resolve(file)));
+    if (!options.readFiles) return { ok: true, config };
+    for (const p of referencedFileProblems(config)) {
+      // a problem inside the web config file says where in that file; the others where the key is
+      const pos = 'file' in p && p.line > 0 ? { line: p.line, col: p.col } : at(nearestNode(doc, p.path)?.range?.[0]);
+      problems.push({ file: 'file' in p && p.line > 0 ? p.file : file, line: pos.line, col: pos.col, path: 'file' in p && p.line > 0 ? p.where : formatPath(p.path), message: p.message });
+    }
+    return problems.length ? { ok: false, problems } : { ok: true, config };
+  }
   const envPaths = new Set(problems.map((p) => p.path));
   for (const issue of [...(parsed.error?.issues ?? []), ...rules.map((r) => ({ ...r, code: 'custom' as const }))]) {
     if (issue.code === 'unrecognized_keys') {
@@ -88,12 +103,13 @@ export function parseConfigText(text: string, file: string, env: NodeJS.ProcessE
   return { ok: false, problems };
 }
 
-// File paths in the config (passwordFile, ssl.rootCert, ssl.cert, ssl.key) are relative to the
+// File paths in the config (passwordFile, ssl.rootCert, ssl.cert, ssl.key, http.webConfigFile) are relative to the
 // config file's directory, so a config works from any working directory.
 function resolvePaths(config: Config, dir: string): Config {
   const at = (p: string | undefined) => (p === undefined ? undefined : resolve(dir, p));
   return {
     ...config,
+    http: { ...config.http, ...(config.http.webConfigFile !== undefined ? { webConfigFile: at(config.http.webConfigFile) } : {}) },
     targets: config.targets.map((t) => ({
       ...t,
       ...(t.passwordFile !== undefined ? { passwordFile: at(t.passwordFile) } : {}),

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { addressError } from '../policy/address.js';
 import { redact } from '../util/errors.js';
 import { DEFAULT_LOCK_KEY } from '../coord/lock-key.js';
-import { parseConnInfo, SSL_MODES } from './conninfo.js';
+import { hostError, parseConnInfo, SSL_MODES } from './conninfo.js';
 import { parseDuration } from './duration.js';
 
 // The config file's schema: every key, its default, and the rules that span keys. Downstream
@@ -103,7 +103,16 @@ const target = z
           ctx.addIssue({ code: 'custom', path: ['ssl'], message: 'the connection string already sets sslmode/sslrootcert/sslcert/sslkey: put TLS settings in one place' });
         }
         if (!sslcert !== !sslkey) ctx.addIssue({ code: 'custom', path: ['connectionString'], message: 'sslcert and sslkey go together: give both or neither' });
+        if (parsed.info.password !== undefined) {
+          for (const key of ['password', 'passwordFile'] as const) {
+            if (t[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: `the connection string already holds a password: give it in one place (drop ${key}, or the password from the connection string)` });
+          }
+        }
       }
+    }
+    if (t.host !== undefined) {
+      const error = hostError(t.host);
+      if (error) ctx.addIssue({ code: 'custom', path: ['host'], message: error.replace(' (IPv6 in brackets in a URL: [::1])', '') });
     }
     if (t.ssl && !t.ssl.cert !== !t.ssl.key) ctx.addIssue({ code: 'custom', path: ['ssl'], message: 'cert and key go together: give both or neither' });
     if (t.password !== undefined && t.passwordFile !== undefined) {
@@ -178,8 +187,20 @@ export const configSchema = z
     logFormat: z.enum(['json', 'pretty']).optional(),
     applicationName: z.string().min(1).max(63).default('pg-reaper'),
     http: z
-      .strictObject({ host: z.string().min(1).default('0.0.0.0'), port: integer(0, 65535).default(9188) })
-      .default({ host: '0.0.0.0', port: 9188 }),
+      .strictObject({
+        host: z.string().min(1).default('127.0.0.1'),
+        port: integer(0, 65535).default(9188),
+        webConfigFile: z.string().min(1).optional(),
+        probes: z
+          .strictObject({ port: integer(0, 65535).optional(), host: z.string().min(1).optional(), requireAuth: boolean.default(true) })
+          .default({ requireAuth: true }),
+      })
+      .superRefine((h, ctx) => {
+        if (h.probes.port !== undefined && h.probes.port !== 0 && h.probes.port === h.port && (h.probes.host ?? h.host) === h.host) {
+          ctx.addIssue({ code: 'custom', path: ['probes', 'port'], message: `the probes need a port of their own, not http.port ${h.port}; or leave probes.port out to serve them on http.port` });
+        }
+      })
+      .default({ host: '127.0.0.1', port: 9188, probes: { requireAuth: true } }),
     maxActionsPerRun: integer(1).optional(),
     terminateTimeout: duration('5s').default(5000),
     shutdownTimeout: duration('10s').default(10_000),

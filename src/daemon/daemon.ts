@@ -3,7 +3,8 @@ import type { Config } from '../config/schema.js';
 import { AdvisoryLease } from '../coord/advisory-lease.js';
 import { targetKey } from '../coord/lock-key.js';
 import { openTarget, type TargetDb } from '../db/target.js';
-import { startHttpServer, type HttpServer } from '../http/server.js';
+import { startHttpServer, WebConfigError, type HttpServer } from '../http/server.js';
+import type { HttpLimits } from '../http/limits.js';
 import type { Logger } from '../log/logger.js';
 import { createMetrics, dropTargetSeries, initSafetySeries, initTargetSeries, type Metrics } from '../metrics/metrics.js';
 import { compilePolicies, type CompiledPolicy } from '../policy/compile.js';
@@ -59,12 +60,15 @@ const KICKOFF_SPREAD_MS = 2000;
 
 /** The HTTP port could not be bound: the CLI exits with its own code for it. */
 export class ListenError extends Error {}
+export { WebConfigError };
 
 export interface DaemonDeps {
   logger: Logger;
   version: string;
   /** Opens a target's pool (tests inject faults here). */
   openTarget?: typeof openTarget;
+  /** Limits of the HTTP listeners (tests make them short). */
+  httpLimits?: HttpLimits;
 }
 
 export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Daemon> {
@@ -145,16 +149,23 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
     await Promise.all([...gen.targets.values()].map((t) => t.db.close().catch(() => undefined)));
   };
 
+  const webConfigLog = {
+    applied: (file: string) => logger.info({ file }, 'web config changed: applied to new connections'),
+    rejected: (file: string, problems: string[]) => logger.error({ file, problems }, 'web config changed but cannot be used: new connections keep the previous one'),
+  };
+
   let gen = build(initial);
   // a reload swaps schedulers: the process is alive throughout
   let reloading = false;
   const ready = () => !stopping && gen.finished.size === gen.targets.size;
   let http: HttpServer;
   try {
-    http = await startHttpServer(initial.http.host, initial.http.port, metrics.registry, { live: () => reloading || gen.scheduler.alive(), ready });
+    http = await startHttpServer(initial.http, metrics.registry, { live: () => reloading || gen.scheduler.alive(), ready }, { webConfigLog, ...(deps.httpLimits ? { limits: deps.httpLimits } : {}) });
   } catch (err) {
     await retire(gen);
-    throw new ListenError(`cannot listen on ${initial.http.host}:${initial.http.port}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    if (err instanceof WebConfigError) throw err;
+    const e = err as NodeJS.ErrnoException & { listenHost?: string; listenPort?: number };
+    throw new ListenError(`cannot listen on ${e.listenHost ?? initial.http.host}:${e.listenPort ?? initial.http.port}: ${e.code ?? e.message}`);
   }
   activate(gen);
   logger.info(
@@ -163,6 +174,9 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
       pid: process.pid,
       port: http.port,
       host: http.host,
+      tls: http.tls,
+      ...(initial.http.webConfigFile ? { webConfigFile: initial.http.webConfigFile } : {}),
+      ...(http.probes ? { probesPort: http.probes.port } : {}),
       targets: [...gen.targets.keys()],
       policies: initial.policies.map((p) => p.name),
       schedule: initial.schedule,
@@ -170,7 +184,7 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
       dryRun: initial.dryRun,
       nextRun: gen.scheduler.nextRun()?.toISOString(),
     },
-    `pg-reaper started; metrics on http://${http.host}:${http.port}/metrics`,
+    `pg-reaper started; metrics on ${http.tls ? 'https' : 'http'}://${http.host.includes(':') ? `[${http.host}]` : http.host}:${http.port}/metrics`,
   );
   if (initial.dryRun) logger.warn('dryRun is on: nothing will be signalled, decisions are only logged and counted');
 
@@ -202,8 +216,19 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
           logger.error({ error: describeError(err) }, 'config reload failed: the previous config keeps running');
           return;
         }
-        if (next.http.host !== old.config.http.host || next.http.port !== old.config.http.port) {
-          logger.warn({ host: http.host, port: http.port }, 'http.host and http.port take effect at restart; still listening on the old address');
+        let applyHttp: () => void;
+        try {
+          applyHttp = http.prepare(next.http);
+        } catch (err) {
+          for (const t of fresh.targets.values()) void t.db.close().catch(() => undefined);
+          metrics.configReload.set(0);
+          const problems = err instanceof WebConfigError ? err.problems : [describeError(err)];
+          logger.error({ problems }, 'config reload failed: the previous config keeps running');
+          return;
+        }
+        const was = old.config.http;
+        if (next.http.host !== was.host || next.http.port !== was.port || next.http.probes.port !== was.probes.port || next.http.probes.host !== was.probes.host) {
+          logger.warn({ host: http.host, port: http.port }, 'http.host, http.port and http.probes.port/host take effect at restart; still listening on the old addresses');
         }
         reloading = true;
         try {
@@ -215,6 +240,7 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
             ledgers.delete(name);
           }
           logger.level = next.logLevel;
+          applyHttp();
           // targets that stay keep their readiness
           for (const name of old.finished) if (fresh.targets.has(name)) fresh.finished.add(name);
           gen = fresh;

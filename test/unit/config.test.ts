@@ -28,7 +28,7 @@ describe('valid config', () => {
       dryRun: false,
       logLevel: 'info',
       applicationName: 'pg-reaper',
-      http: { host: '0.0.0.0', port: 9188 },
+      http: { host: '127.0.0.1', port: 9188, probes: { requireAuth: true } },
       terminateTimeout: 5000,
       shutdownTimeout: 10_000,
       logQueryText: false,

@@ -50,7 +50,52 @@ describe('URL form', () => {
     expect(error('postgres://h/db?sslmode=required')).toBe('sslmode must be one of disable, allow, prefer, require, verify-ca, verify-full, got "required"');
     expect(error('postgres://h/db?connect_timeout=0')).toMatch(/connect_timeout must be a whole number of seconds >= 1/);
     expect(error('postgres://h/db?sslmode')).toBe('URL parameter "sslmode" has no "=value"');
-    expect(error('postgres://u:bad%zzsecret@h/db')).toBe('invalid percent-encoding in the password');
+    expect(error('postgres://u:bad%zzsecret@h/db')).toBe('invalid percent-encoding in the password: "%" starts a two-digit hex code (%25 for "%" itself)');
+  });
+});
+
+describe('URL form: the user name and password never reach a message', () => {
+  const SECRET = 'Hunter9';
+  const CANNOT_TELL = /^cannot tell where the user name and password end: .*percent-encode them in a URL: "@" as %40, "\/" as %2F, "\?" as %3F, "#" as %23/;
+
+  it.each([
+    ['a "/" in the password', `postgres://reaper:${SECRET}/Secret@127.0.0.1:55432/postgres`],
+    ['a "?" in the password', `postgres://reaper:${SECRET}?Secret@127.0.0.1:55432/postgres`],
+    ['a "#" in the password', `postgres://reaper:${SECRET}#Secret@127.0.0.1:55432/postgres`],
+    ['an "@" in the password', `postgres://reaper:${SECRET}@Secret@127.0.0.1:55432/postgres`],
+    ['a "[" in the password', `postgres://reaper:${SECRET}[x@127.0.0.1/postgres`],
+    ['a "/" in the user name', `postgres://re/${SECRET}:pw@127.0.0.1/postgres`],
+    ['an "@" in a parameter', `postgres://127.0.0.1/postgres?application_name=${SECRET}@x`],
+  ])('%s is an error that suggests percent-encoding and holds none of it', (_, url) => {
+    const e = error(url);
+    expect(e).toMatch(CANNOT_TELL);
+    expect(e).not.toContain(SECRET);
+    expect(e).not.toContain('Secret');
+    expect(e).not.toContain('reaper');
+  });
+
+  it('a "#" after the host is an error too: other programs cut the URL there', () => {
+    expect(error('postgres://reaper:pw@127.0.0.1/post#gres')).toBe('the URL holds a "#", which starts a fragment: other programs cut the URL there; percent-encode "#" as %23');
+  });
+
+  it('a host that opens "[" without closing it, or is no host at all, is an error before anything connects', () => {
+    expect(error(`postgres://reaper:${SECRET}@[127.0.0.1:55432/postgres`)).toBe('the host "[127.0.0.1:55432" opens "[" without closing it; an IPv6 address is written in brackets, like [::1]:5432');
+    expect(error('postgres://[127.0.0.1]:5432/db')).toBe('expected an IPv6 address inside "[...]", got "127.0.0.1"');
+    expect(error('postgres://[::1]x/db')).toBe('expected ":port" or "/database" after the "]" of the host, got "x"');
+    expect(error('postgres://127.0.0./db')).toMatch(/^expected a host name, an IP address .* got "127\.0\.0\."$/);
+    expect(error('host=127.0.0.')).toMatch(/got "127\.0\.0\."$/);
+    expect(error("host='db internal'")).toMatch(/got "db internal"$/);
+    expect(ok('postgres://db-1.internal_x.:5432/db').host).toBe('db-1.internal_x.');
+  });
+
+  it('percent-encoded, the same characters are read as they are', () => {
+    expect(ok('postgres://reaper:a%2Fb%3Fc%23d%40e%5Bf%5D@127.0.0.1/postgres').password).toBe('a/b?c#d@e[f]');
+  });
+
+  it('text that may be the rest of a password parameter cut at "&" is not echoed', () => {
+    expect(error(`postgres://127.0.0.1/db?password=a&${SECRET}`)).toBe('URL parameter 2, after the password parameter, is not a keyword=value pair: percent-encode "&" as %26 and "=" as %3D in the password');
+    expect(error(`postgres://127.0.0.1/db?password=a&${SECRET}=b`)).not.toContain(SECRET);
+    expect(error(`postgres://127.0.0.1/db?password=a%zz${SECRET}`)).not.toContain(SECRET);
   });
 });
 
@@ -75,6 +120,15 @@ describe('keyword/value form', () => {
     expect(error('host')).toMatch(/"host" at character 1 is not followed by "="/);
     expect(error("host='h")).toBe('unterminated quoted value for "host"');
     expect(error('')).toBe('empty connection string');
+  });
+
+  it('never echoes what may be the rest of an unquoted password or user name', () => {
+    for (const text of ["host=h password=Hunter9 Secret user=x", 'host=h password=Hunter9 Secret=x', 'host=h user=Hunter9 Secret']) {
+      const e = error(text);
+      expect(e).toMatch(/after the unquoted (password|user) value, is not a keyword=value pair pg-reaper understands: if the (password|user) holds spaces, put the value in single quotes/);
+      expect(e).not.toMatch(/Hunter9|Secret/);
+    }
+    expect(error('Hunter9Secret')).toBe('expected a URL (postgres://...) or keyword=value pairs; the word at character 1 is not followed by "="');
   });
 });
 
@@ -107,6 +161,22 @@ describe('connection strings in the config', () => {
     const out = problems(text).join('\n');
     expect(out).toContain('targets: expected a list, got "postgres://reaper:***@db/postgres"');
     expect(out).not.toMatch(/hunter2secret|also secret/);
+  });
+
+  it('refuses a password in the connection string together with password or passwordFile', () => {
+    expect(problems(target('connectionString: "postgres://u:pw12345@db/x"\n    password: other'))).toEqual([
+      'c.yaml:4:15 targets[0].password: the connection string already holds a password: give it in one place (drop password, or the password from the connection string)',
+    ]);
+    expect(problems(target("connectionString: \"host=db password='pw 12345'\"\n    passwordFile: /run/pw"))).toEqual([
+      'c.yaml:4:19 targets[0].passwordFile: the connection string already holds a password: give it in one place (drop passwordFile, or the password from the connection string)',
+    ]);
+    expect(parseConfigText(target('connectionString: "postgres://u@db/x"\n    passwordFile: /run/pw'), 'c.yaml', {}).ok).toBe(true);
+  });
+
+  it('checks the host of the host/port form as it checks the one in a connection string', () => {
+    expect(problems(target('host: "127.0.0."'))).toEqual(['c.yaml:3:11 targets[0].host: expected a host name, an IP address or a Unix-socket directory (an absolute path), got "127.0.0."']);
+    expect(parseConfigText(target('host: /var/run/postgresql'), 'c.yaml', {}).ok).toBe(true);
+    expect(parseConfigText(target('host: "::1"'), 'c.yaml', {}).ok).toBe(true);
   });
 
   it('refuses an application_name other than applicationName, and TLS settings in two places', () => {

@@ -28,7 +28,9 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 /** `pg-reaper check` on a config from a manifest: exit code and output. */
 function check(configYaml: string): { code: number; out: string } {
   const file = join(dir, 'config.yaml');
-  writeFileSync(file, configYaml);
+  // the Secret is not mounted here, and check reads the password file: point it at a stand-in
+  writeFileSync(join(dir, 'password'), 'stand-in\n');
+  writeFileSync(file, configYaml.replace(/(passwordFile:\s*)\S+/g, (_, key: string) => `${key}${join(dir, 'password')}`));
   try {
     return { code: 0, out: execFileSync(process.execPath, [CLI, 'check', '-c', file], { encoding: 'utf8' }) };
   } catch (err) {
