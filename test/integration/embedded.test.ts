@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { nativeDir, startEmbeddedPostgres } from '../../src/embedded/embedded-postgres.js';
+import { nativeDir, startEmbeddedPostgres } from '../../dev/embedded/embedded-postgres.js';
 
 // The front door: the embedded server behind `npm run demo` and `npm test` starts from any
 // checkout (as root too), fails in one line, and leaves nothing behind however it ends.
@@ -80,7 +80,7 @@ describe('embedded PostgreSQL', () => {
 
   it('stops the server and removes its directory when the process that started it is killed', async () => {
     const before = ours();
-    const script = `import { startEmbeddedPostgres } from ${JSON.stringify(join(ROOT, 'dist/src/embedded/embedded-postgres.js'))};
+    const script = `import { startEmbeddedPostgres } from ${JSON.stringify(join(ROOT, 'dist/dev/embedded/embedded-postgres.js'))};
 const s = await startEmbeddedPostgres({}); console.log(s.port); setInterval(() => {}, 1000);`;
     const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
     const [chunk] = (await once(child.stdout!, 'data')) as [Buffer];
@@ -94,7 +94,7 @@ const s = await startEmbeddedPostgres({}); console.log(s.port); setInterval(() =
 
   it('Ctrl-C during the demo stops the daemon, then the server, prints one line and exits 130', async () => {
     const before = ours();
-    const child = spawn(process.execPath, [join(ROOT, 'dist/pg-reaper/cli.js'), 'demo'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [join(ROOT, 'dist/dev/demo/main.js')], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (out += d.toString()));

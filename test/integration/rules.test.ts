@@ -2,7 +2,7 @@ import pg from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/config/load.js';
-import { startEmbeddedPostgres } from '../../src/embedded/embedded-postgres.js';
+import { startEmbeddedPostgres } from '../../dev/embedded/embedded-postgres.js';
 import { ensureReaperRole, ensureRole, outcomeOf, PASSWORD, reap, resultOf, Sessions, testConfig, unique, type TestSession } from '../helpers/pg.js';
 
 // The rules on a real server: a lock chain, a pool that shrinks, a query that outlives its

