@@ -116,7 +116,7 @@ async function runDaemon(config: Config, file: string, format: LogFormat | undef
   const { startDaemon, ListenError, WebConfigError } = await import('../daemon/daemon.js');
   let daemon;
   try {
-    daemon = await startDaemon(config, { logger, version: VERSION });
+    daemon = await startDaemon(config, { logger, version: VERSION, configFile: file });
   } catch (err) {
     if (err instanceof WebConfigError) {
       logger.fatal({ problems: err.problems }, 'cannot start: http.webConfigFile cannot be used');
@@ -143,12 +143,9 @@ async function runDaemon(config: Config, file: string, format: LogFormat | undef
         },
       );
     };
-    // SIGHUP: re-read the file. A config with any problem is not applied: the old one keeps running.
-    const onHup = () => {
-      const next = loadConfigFile(file);
-      if (!next.ok) daemon.reloadFailed(next.problems.map(formatProblem));
-      else daemon.reload(next.config).catch((err: unknown) => logger.error({ error: describeError(err) }, 'config reload failed'));
-    };
+    // SIGHUP: re-read the file, the way the file watch does. A config with any problem is not
+    // applied: the old one keeps running.
+    const onHup = () => void daemon.reloadFile('SIGHUP').catch((err: unknown) => logger.error({ error: describeError(err) }, 'config reload failed'));
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
     process.on('SIGHUP', onHup);

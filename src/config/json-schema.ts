@@ -41,6 +41,7 @@ const DEFAULTS: Record<string, unknown> = {
   exemptListeners: true,
   'protect.backups': true,
   'protect.maintenance': true,
+  watchConfig: true,
   'policies[].dryRun': false,
 };
 
@@ -76,6 +77,7 @@ export const DESCRIPTIONS: Record<string, string> = {
   budget: 'At most maxActions terminations and cancellations per window, on each target (a sliding window; dry runs use none); beyond it decisions are skipped_budget. off removes it. Kept in memory per replica: a restart or a failover starts it anew.',
   'budget.maxActions': 'Terminations and cancellations allowed per window.',
   'budget.window': 'The sliding window, measured on the server\'s clock.',
+  watchConfig: 'Reload when the config file changes (a Kubernetes ConfigMap update, an editor saving it), as SIGHUP does: a file with any problem is rejected and the old config keeps running. false: only SIGHUP reloads.',
   exempt: 'Sessions no policy touches: any list that matches spares the session.',
   'selector.users': 'Role names: globs (* any run of characters, ? one character), whole string, case-sensitive.',
   'selector.databases': 'Database names: globs, whole string, case-sensitive.',

@@ -208,6 +208,7 @@ export const configSchema = z
     exemptListeners: boolean.default(true),
     protect: z.strictObject({ backups: boolean.default(true), maintenance: boolean.default(true) }).default({ backups: true, maintenance: true }),
     budget: budget.default(DEFAULT_BUDGET),
+    watchConfig: boolean.default(true),
     exempt: selector.default(emptySelector),
     targets: z.array(target).min(1),
     policies: z.array(policy).min(1),

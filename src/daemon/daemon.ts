@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { formatProblem, loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { AdvisoryLease } from '../coord/advisory-lease.js';
 import { targetKey } from '../coord/lock-key.js';
@@ -13,11 +14,13 @@ import { logRun, recordRun } from '../run/report.js';
 import { TargetWatch } from '../run/target-watch.js';
 import { runTarget, settingsFor, systemDeps, type RunReport } from '../run/run-target.js';
 import { describeError } from '../util/errors.js';
+import { ConfigWatch } from './config-watch.js';
 import { Scheduler } from './scheduler.js';
 
 // The long-running process: one scheduled job per target, the HTTP endpoints, a reload that
 // swaps config between runs, and a stop() that waits for the runs in flight. Lifecycle events
-// let tests and the demo wait instead of sleeping.
+// let tests and the demo wait instead of sleeping. A reload of the config file, by SIGHUP or by
+// the file watch, takes one path: read and validate the file, build, swap (reloadFile).
 
 export interface DaemonEvents {
   run: [RunReport];
@@ -33,8 +36,11 @@ export interface Daemon {
   startupRuns(): Promise<void>;
   /** Apply a new validated config: waits for runs in flight, then reconnects and reschedules. */
   reload(next: Config): Promise<void>;
-  /** Count and log a reload that could not be applied (the old config keeps running). */
-  reloadFailed(problems: string[]): void;
+  /**
+   * Re-read the config file (DaemonDeps.configFile) and apply it as reload() does. A file with any
+   * problem is rejected as a whole: logged, counted, and the old config keeps running.
+   */
+  reloadFile(trigger: ReloadTrigger): Promise<void>;
   ready(): boolean;
   stop(): Promise<void>;
 }
@@ -57,6 +63,10 @@ interface Generation {
 }
 
 const KICKOFF_SPREAD_MS = 2000;
+/** A ConfigMap swap or an editor's save is a burst of events within milliseconds: one reload for it. */
+const WATCH_DEBOUNCE_MS = 500;
+
+export type ReloadTrigger = 'SIGHUP' | 'file change';
 
 /** The HTTP port could not be bound: the CLI exits with its own code for it. */
 export class ListenError extends Error {}
@@ -69,6 +79,8 @@ export interface DaemonDeps {
   openTarget?: typeof openTarget;
   /** Limits of the HTTP listeners (tests make them short). */
   httpLimits?: HttpLimits;
+  /** The file the config came from: what reloadFile() reads and, with watchConfig, watches. */
+  configFile?: string;
 }
 
 export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Daemon> {
@@ -183,14 +195,101 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
       timezone: initial.timezone ?? 'local',
       dryRun: initial.dryRun,
       nextRun: gen.scheduler.nextRun()?.toISOString(),
+      ...(deps.configFile ? { configFile: deps.configFile, watchConfig: initial.watchConfig } : {}),
     },
     `pg-reaper started; metrics on ${http.tls ? 'https' : 'http'}://${http.host.includes(':') ? `[${http.host}]` : http.host}:${http.port}/metrics`,
   );
   if (initial.dryRun) logger.warn('dryRun is on: nothing will be signalled, decisions are only logged and counted');
 
   // Reloads and stop are serialized: one swap at a time, and none after stop.
+  let configWatch: ConfigWatch | undefined;
   let chain: Promise<void> = Promise.resolve();
   const serial = (step: () => Promise<void>) => (chain = chain.then(step, step));
+
+  const rejected = (trigger: ReloadTrigger | undefined, details: { problems: string[] } | { error: string }) => {
+    metrics.configReload.set(0);
+    logger.error({ ...(trigger ? { trigger } : {}), ...details }, 'config reload failed: the previous config keeps running');
+  };
+
+  // Builds the new generation before touching the running one, then swaps between runs.
+  const apply = async (next: Config, trigger?: ReloadTrigger): Promise<void> => {
+    if (stopping) return;
+    const old = gen;
+    let fresh: Generation;
+    try {
+      fresh = build(next);
+    } catch (err) {
+      rejected(trigger, { error: describeError(err) });
+      return;
+    }
+    let applyHttp: () => void;
+    try {
+      applyHttp = http.prepare(next.http);
+    } catch (err) {
+      for (const t of fresh.targets.values()) void t.db.close().catch(() => undefined);
+      rejected(trigger, { problems: err instanceof WebConfigError ? err.problems : [describeError(err)] });
+      return;
+    }
+    const was = old.config.http;
+    if (next.http.host !== was.host || next.http.port !== was.port || next.http.probes.port !== was.probes.port || next.http.probes.host !== was.probes.host) {
+      logger.warn({ host: http.host, port: http.port }, 'http.host, http.port and http.probes.port/host take effect at restart; still listening on the old addresses');
+    }
+    reloading = true;
+    try {
+      await retire(old);
+      for (const name of old.targets.keys()) {
+        if (next.targets.some((t) => t.name === name)) continue;
+        await dropTargetSeries(metrics, name);
+        watch.forget(name);
+        ledgers.delete(name);
+      }
+      logger.level = next.logLevel;
+      applyHttp();
+      // targets that stay keep their readiness
+      for (const name of old.finished) if (fresh.targets.has(name)) fresh.finished.add(name);
+      gen = fresh;
+      activate(gen);
+    } finally {
+      reloading = false;
+    }
+    syncWatch(next);
+    logger.info({ ...(trigger ? { trigger } : {}), targets: [...gen.targets.keys()], policies: next.policies.map((p) => p.name), schedule: next.schedule, dryRun: next.dryRun }, 'config reloaded');
+  };
+
+  // The file is read when its turn comes, so reloads apply in the order the changes happened.
+  const reloadFile = (trigger: ReloadTrigger): Promise<void> =>
+    serial(async () => {
+      if (stopping) return;
+      const file = deps.configFile;
+      if (!file) throw new Error('reloadFile: the daemon was started without a config file');
+      configWatch?.sync();
+      const next = loadConfigFile(file);
+      if (!next.ok) rejected(trigger, { problems: next.problems.map(formatProblem) });
+      else await apply(next.config, trigger);
+    });
+
+  // watchConfig: a change of the file reloads it as SIGHUP does; a config that turns it off
+  // (or on) takes effect with that very reload
+  const syncWatch = (config: Config) => {
+    const file = deps.configFile;
+    if (!file || stopping) return;
+    if (!config.watchConfig) {
+      configWatch?.close();
+      configWatch = undefined;
+      return;
+    }
+    if (configWatch) return;
+    try {
+      configWatch = new ConfigWatch(file, WATCH_DEBOUNCE_MS, () => {
+        logger.info({ file }, 'config file changed: reloading');
+        reloadFile('file change').catch((err: unknown) => logger.error({ error: describeError(err) }, 'config reload failed'));
+      });
+    } catch (err) {
+      logger.warn({ file, error: describeError(err) }, 'cannot watch the config file: a change takes effect at SIGHUP or restart');
+    }
+  };
+
+  syncWatch(initial);
 
   let stopped: Promise<void> | undefined;
   return {
@@ -200,59 +299,13 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
     runNow: (target) => gen.scheduler.trigger(target),
     startupRuns: () => gen.kickoff,
     ready,
-    reloadFailed: (problems) => {
-      metrics.configReload.set(0);
-      logger.error({ problems }, 'config reload failed: the previous config keeps running');
-    },
-    reload: (next) =>
-      serial(async () => {
-        if (stopping) return;
-        const old = gen;
-        let fresh: Generation;
-        try {
-          fresh = build(next);
-        } catch (err) {
-          metrics.configReload.set(0);
-          logger.error({ error: describeError(err) }, 'config reload failed: the previous config keeps running');
-          return;
-        }
-        let applyHttp: () => void;
-        try {
-          applyHttp = http.prepare(next.http);
-        } catch (err) {
-          for (const t of fresh.targets.values()) void t.db.close().catch(() => undefined);
-          metrics.configReload.set(0);
-          const problems = err instanceof WebConfigError ? err.problems : [describeError(err)];
-          logger.error({ problems }, 'config reload failed: the previous config keeps running');
-          return;
-        }
-        const was = old.config.http;
-        if (next.http.host !== was.host || next.http.port !== was.port || next.http.probes.port !== was.probes.port || next.http.probes.host !== was.probes.host) {
-          logger.warn({ host: http.host, port: http.port }, 'http.host, http.port and http.probes.port/host take effect at restart; still listening on the old addresses');
-        }
-        reloading = true;
-        try {
-          await retire(old);
-          for (const name of old.targets.keys()) {
-            if (next.targets.some((t) => t.name === name)) continue;
-            await dropTargetSeries(metrics, name);
-            watch.forget(name);
-            ledgers.delete(name);
-          }
-          logger.level = next.logLevel;
-          applyHttp();
-          // targets that stay keep their readiness
-          for (const name of old.finished) if (fresh.targets.has(name)) fresh.finished.add(name);
-          gen = fresh;
-          activate(gen);
-        } finally {
-          reloading = false;
-        }
-        logger.info({ targets: [...gen.targets.keys()], policies: next.policies.map((p) => p.name), schedule: next.schedule, dryRun: next.dryRun }, 'config reloaded');
-      }),
+    reload: (next) => serial(() => apply(next)),
+    reloadFile,
     stop: () =>
       (stopped ??= serial(async () => {
         stopping = true;
+        configWatch?.close();
+        configWatch = undefined;
         logger.info({ timeoutSeconds: gen.config.shutdownTimeout / 1000 }, 'stopping: waiting for runs in flight');
         await retire(gen);
         await http.close();

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { startEmbeddedPostgres } from '../../src/embedded/embedded-postgres.js';
+import { startEmbeddedPostgres } from '../../dev/embedded/embedded-postgres.js';
 import { adminUrl } from './pg.js';
 
 // A real pg_dump and a server it can dump. pg_dump refuses a server of a newer major than its
