@@ -1,7 +1,7 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { parseAllDocuments, parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PATHS } from '../../src/http/server.js';
@@ -9,7 +9,10 @@ import { parseConfigText } from '../../src/config/load.js';
 
 // deploy/kubernetes must stay true to the code: probe paths and ports are the daemon's, the
 // config passes `pg-reaper check`, the password file is where the config reads it, the alert
-// rules are the tested ones, and names, labels and image agree.
+// rules are the tested ones, and names, labels and image agree. The config reaches the pods: the
+// ConfigMap is generated with a hash suffix (the Deployment rolls on change) and mounted as a
+// directory (the kubelet updates it in place, watchConfig reloads it). Where kubectl is installed,
+// the kustomization is rendered for real.
 
 type Doc = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const ROOT = join(import.meta.dirname, '../..');
@@ -18,6 +21,19 @@ const CLI = join(ROOT, 'dist/pg-reaper/cli.js');
 const version = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 const load = (file: string): Doc[] => parseAllDocuments(readFileSync(join(K8S, file), 'utf8')).map((d) => d.toJS() as Doc);
 const one = (file: string, kind: string) => load(file).find((d) => d.kind === kind)!;
+const kustomization = () => parse(readFileSync(join(K8S, 'kustomization.yaml'), 'utf8')) as Doc;
+/** The ConfigMap that kustomization.yaml generates (before kustomize appends the hash). */
+function generatedConfigMap(): Doc {
+  const generators = kustomization().configMapGenerator as Doc[];
+  expect(generators).toHaveLength(1);
+  const files = generators[0]!.files as string[];
+  return { metadata: { name: generators[0]!.name }, data: Object.fromEntries(files.map((f) => [basename(f), readFileSync(join(K8S, f), 'utf8')])) };
+}
+/** Where the image reads its config (ENV PG_REAPER_CONFIG in the Dockerfile). */
+const imageConfigPath = () => /PG_REAPER_CONFIG=(\S+)/.exec(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'))![1]!;
+const hasKubectl = spawnSync('kubectl', ['version', '--client'], { stdio: 'ignore' }).status === 0;
+/** `kubectl kustomize DIR`: the documents `kubectl apply -k DIR` would send. */
+const kustomize = (path: string) => parseAllDocuments(execFileSync('kubectl', ['kustomize', path], { encoding: 'utf8' })).map((d) => d.toJS() as Doc);
 let dir: string;
 
 beforeAll(() => {
@@ -51,10 +67,14 @@ function checkContainer(c: Doc, volumes: Doc[], configMap: Doc, secretName: stri
   expect(port.containerPort).toBe(config.http.port);
   expect(c.livenessProbe.httpGet).toEqual({ path: PATHS.live, port: port.name });
   expect(c.readinessProbe.httpGet).toEqual({ path: PATHS.ready, port: port.name });
-  // the config file where the image reads it, the password file where the config reads it
+  // the config file where the image reads it, the password file where the config reads it; whole
+  // directories, never subPath (the kubelet never updates a subPath mount)
   const mounts = c.volumeMounts as Doc[];
+  expect(mounts.filter((m) => 'subPath' in m || 'subPathExpr' in m)).toEqual([]);
   const configMount = mounts.find((m) => volumes.find((v) => v.name === m.name)?.configMap?.name === configMap.metadata.name)!;
-  expect(configMount).toMatchObject({ mountPath: '/etc/pg-reaper/config.yaml', subPath: 'config.yaml', readOnly: true });
+  expect(configMount).toMatchObject({ mountPath: dirname(imageConfigPath()), readOnly: true });
+  expect(Object.keys(configMap.data)).toEqual([basename(imageConfigPath())]);
+  expect(config.watchConfig).toBe(true);
   const secretMount = mounts.find((m) => volumes.find((v) => v.name === m.name)?.secret?.secretName === secretName)!;
   expect(config.targets.map((t) => t.passwordFile)).toEqual(config.targets.map(() => `${secretMount.mountPath}/password`));
   // image and least privilege
@@ -66,8 +86,8 @@ function checkContainer(c: Doc, volumes: Doc[], configMap: Doc, secretName: stri
 describe('deploy/kubernetes', () => {
   it('the Deployment: two coordinated replicas, real probes, the ConfigMap config passes check, the Secret where passwordFile points', () => {
     const deployment = one('deployment.yaml', 'Deployment');
-    const configMap = one('configmap.yaml', 'ConfigMap');
-    const secret = one('secret.yaml', 'Secret');
+    const configMap = generatedConfigMap();
+    const secret = one('secret-example.yaml', 'Secret');
     expect(deployment.spec.replicas).toBe(2);
     const config = parseConfigText(configMap.data['config.yaml'] as string, 'configmap', {});
     expect(config.ok && config.config.coordination.mode).toBe('advisory-lock');
@@ -110,10 +130,86 @@ describe('deploy/kubernetes', () => {
     expect(one('prometheusrule.yaml', 'PrometheusRule').spec.groups).toEqual(rules.groups);
   });
 
-  it('kustomization.yaml lists every manifest but the sidecar example', () => {
-    const listed = (parse(readFileSync(join(K8S, 'kustomization.yaml'), 'utf8')) as { resources: string[] }).resources.sort();
-    const files = readdirSync(K8S).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml' && f !== 'sidecar-example.yaml').sort();
+  it('kustomization.yaml lists every manifest but the examples and the config it generates the ConfigMap from', () => {
+    const listed = (kustomization().resources as string[]).sort();
+    const files = readdirSync(K8S).filter((f) => f.endsWith('.yaml') && !['kustomization.yaml', 'config.yaml'].includes(f) && !f.endsWith('-example.yaml')).sort();
     expect(listed).toEqual(files);
+  });
+
+  it('the ConfigMap is generated with a hash suffix (the Deployment rolls on change); the Secret is not applied', () => {
+    const k = kustomization();
+    expect(k.configMapGenerator).toEqual([{ name: 'pg-reaper-config', files: ['config.yaml'], options: { labels: { 'app.kubernetes.io/name': 'pg-reaper' } } }]);
+    expect(k.generatorOptions?.disableNameSuffixHash).toBeUndefined();
+    expect(k.secretGenerator).toBeUndefined();
+    expect((k.resources as string[]).filter((r) => /secret/i.test(r))).toEqual([]);
+    const volumes = one('deployment.yaml', 'Deployment').spec.template.spec.volumes as Doc[];
+    expect(volumes.map((v) => v.configMap?.name).filter(Boolean)).toEqual(['pg-reaper-config']);
+  });
+
+  it.skipIf(!hasKubectl)('kubectl kustomize: the ConfigMap name carries the hash of config.yaml, the Deployment uses it, a change renames it, and no Secret is sent', () => {
+    const docs = kustomize(K8S);
+    const configMaps = docs.filter((d) => d.kind === 'ConfigMap');
+    expect(configMaps.map((d) => d.metadata.name)).toEqual([expect.stringMatching(/^pg-reaper-config-[a-z0-9]{10}$/)]);
+    const name = configMaps[0]!.metadata.name as string;
+    const deployment = docs.find((d) => d.kind === 'Deployment')!;
+    expect(deployment.spec.template.spec.volumes.find((v: Doc) => v.configMap)?.configMap.name).toBe(name);
+    expect(docs.filter((d) => d.kind === 'Secret')).toEqual([]);
+    expect(docs.map((d) => d.kind).sort()).toEqual(['ConfigMap', 'Deployment', 'NetworkPolicy', 'PodDisruptionBudget', 'PrometheusRule', 'Service', 'ServiceMonitor']);
+    // a new config is a new ConfigMap name in the pod template: the Deployment rolls
+    const copy = join(dir, 'kustomize-copy');
+    cpSync(K8S, copy, { recursive: true });
+    writeFileSync(join(copy, 'config.yaml'), readFileSync(join(K8S, 'config.yaml'), 'utf8').replace('maxIdle: 10m', 'maxIdle: 15m'));
+    const changed = kustomize(copy).find((d) => d.kind === 'Deployment')!.spec.template.spec.volumes.find((v: Doc) => v.configMap)?.configMap.name as string;
+    expect(changed).toMatch(/^pg-reaper-config-[a-z0-9]{10}$/);
+    expect(changed).not.toBe(name);
+    rmSync(copy, { recursive: true });
+  });
+
+  it.skipIf(!hasKubectl)('the release label patch that kustomization.yaml documents for kube-prometheus-stack labels the ServiceMonitor and the PrometheusRule', () => {
+    const copy = join(dir, 'kustomize-release');
+    cpSync(K8S, copy, { recursive: true });
+    const text = readFileSync(join(K8S, 'kustomization.yaml'), 'utf8');
+    const start = text.indexOf('# patches:');
+    expect(start).toBeGreaterThan(0);
+    writeFileSync(join(copy, 'kustomization.yaml'), text.slice(0, start) + text.slice(start).replace(/^# ?/gm, ''));
+    const docs = kustomize(copy);
+    for (const kind of ['ServiceMonitor', 'PrometheusRule']) expect(docs.find((d) => d.kind === kind)!.metadata.labels).toMatchObject({ release: 'kube-prometheus-stack' });
+    expect(docs.find((d) => d.kind === 'Deployment')!.metadata.labels.release).toBeUndefined();
+    rmSync(copy, { recursive: true });
+  });
+
+  it('the replicas are spread over nodes (required) and zones (preferred), counting the pods of one rollout only', () => {
+    const pod = one('deployment.yaml', 'Deployment').spec.template;
+    const spread = pod.spec.topologySpreadConstraints as Doc[];
+    const selects = (c: Doc) => Object.entries(c.labelSelector.matchLabels as Record<string, string>).every(([k, v]) => pod.metadata.labels[k] === v);
+    const byKey = Object.fromEntries(spread.map((c) => [c.topologyKey, c]));
+    expect(byKey['kubernetes.io/hostname']).toMatchObject({ maxSkew: 1, whenUnsatisfiable: 'DoNotSchedule', matchLabelKeys: ['pod-template-hash'] });
+    expect(byKey['topology.kubernetes.io/zone']).toMatchObject({ maxSkew: 1, whenUnsatisfiable: 'ScheduleAnyway' });
+    expect(spread.every(selects)).toBe(true);
+  });
+
+  it('the NetworkPolicy lets in the scrape on the metrics port only, and out the database port of each target and DNS only', () => {
+    const policy = one('networkpolicy.yaml', 'NetworkPolicy');
+    const deployment = one('deployment.yaml', 'Deployment');
+    const labels = deployment.spec.template.metadata.labels;
+    expect(Object.entries(policy.spec.podSelector.matchLabels).every(([k, v]) => labels[k] === v)).toBe(true);
+    expect(policy.spec.policyTypes).toEqual(['Ingress', 'Egress']);
+    // in: one rule, the container's metrics port, from Prometheus pods only
+    const port = deployment.spec.template.spec.containers[0].ports[0];
+    expect(policy.spec.ingress).toHaveLength(1);
+    expect(policy.spec.ingress[0].ports).toEqual([{ protocol: 'TCP', port: port.name }]);
+    expect(policy.spec.ingress[0].from).toEqual([{ namespaceSelector: expect.any(Object), podSelector: { matchLabels: { 'app.kubernetes.io/name': 'prometheus' } } }]);
+    // out: each target's port in the namespace its service name is in, and the cluster DNS
+    const r = parseConfigText(generatedConfigMap().data['config.yaml'] as string, 'config.yaml', {});
+    if (!r.ok) throw new Error(JSON.stringify(r.problems));
+    const egress = policy.spec.egress as Doc[];
+    expect(egress).toHaveLength(2);
+    for (const t of r.config.targets) {
+      const namespace = /^[^.]+\.([^.]+)\.svc(\.|$)/.exec(t.host!)?.[1];
+      expect(egress[0]).toEqual({ to: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } } }], ports: [{ protocol: 'TCP', port: t.port }] });
+    }
+    expect(egress[1]!.to).toEqual([{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } }, podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } } }]);
+    expect(egress[1]!.ports).toEqual([{ protocol: 'UDP', port: 53 }, { protocol: 'TCP', port: 53 }]);
   });
 
   it('the native sidecar: an initContainers entry with restartPolicy Always beside PostgreSQL, reaching it on localhost', () => {
@@ -123,7 +219,7 @@ describe('deploy/kubernetes', () => {
     const sidecar = pod.spec.initContainers[0];
     expect(sidecar.restartPolicy).toBe('Always');
     expect(pod.spec.containers.map((c: Doc) => c.name)).toEqual(['postgres']);
-    checkContainer(sidecar, pod.spec.volumes, configMap, 'pg-reaper-password');
+    checkContainer(sidecar, pod.spec.volumes, configMap, one('secret-example.yaml', 'Secret').metadata.name);
     const config = parseConfigText(configMap.data['config.yaml'] as string, 'sidecar', {});
     expect(config.ok && config.config.targets.map((t) => [t.host, t.port])).toEqual([['127.0.0.1', pod.spec.containers[0].ports[0].containerPort]]);
   });
