@@ -8,8 +8,10 @@ import { dirname, resolve } from 'node:path';
 // to a new file while nothing happens to the old one. So directories are watched, not the file:
 // the one the path is in (where the symlinks are swapped, or an editor renames its new copy over
 // the file) and the one the path resolves to (a symlink into another directory, edited in place).
-// Events come in bursts (a swap is several renames), so they are debounced; then the file's
-// content is compared with what was last seen, and only a real change is reported.
+// Events come in bursts (a swap is several renames), so they are debounced, though never for
+// longer than maxWaitMs (another file in the directory that is written all the time must not hold
+// a change back forever); then the file's content is compared with what was last seen, and only a
+// real change is reported.
 
 export interface ConfigWatchEvents {
   /** A burst of events has settled and the file was compared: `changed` is whether onChange ran. */
@@ -30,12 +32,14 @@ export class ConfigWatch extends EventEmitter<ConfigWatchEvents> {
   private readonly watchers = new Map<string, FSWatcher>();
   private seen: string;
   private timer: NodeJS.Timeout | undefined;
+  /** When the burst being debounced began. */
+  private burstStart = 0;
   private closed = false;
 
   /** Throws when the file's directory cannot be watched (the caller says so and runs without). */
   constructor(
     file: string,
-    private readonly debounceMs: number,
+    private readonly timing: { debounceMs: number; maxWaitMs: number },
     private readonly onChange: () => void,
   ) {
     super();
@@ -89,11 +93,15 @@ export class ConfigWatch extends EventEmitter<ConfigWatchEvents> {
 
   private poke(): void {
     if (this.closed) return;
+    const now = Date.now();
+    if (this.timer === undefined) this.burstStart = now;
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.settle(), this.debounceMs);
+    const wait = Math.max(0, Math.min(this.timing.debounceMs, this.burstStart + this.timing.maxWaitMs - now));
+    this.timer = setTimeout(() => this.settle(), wait);
   }
 
   private settle(): void {
+    this.timer = undefined;
     if (this.closed) return;
     this.watchDirs();
     const now = contentOf(this.file);

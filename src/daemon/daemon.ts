@@ -64,7 +64,7 @@ interface Generation {
 
 const KICKOFF_SPREAD_MS = 2000;
 /** A ConfigMap swap or an editor's save is a burst of events within milliseconds: one reload for it. */
-const WATCH_DEBOUNCE_MS = 500;
+const WATCH_TIMING = { debounceMs: 500, maxWaitMs: 5000 };
 
 export type ReloadTrigger = 'SIGHUP' | 'file change';
 
@@ -280,7 +280,7 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
     }
     if (configWatch) return;
     try {
-      configWatch = new ConfigWatch(file, WATCH_DEBOUNCE_MS, () => {
+      configWatch = new ConfigWatch(file, WATCH_TIMING, () => {
         logger.info({ file }, 'config file changed: reloading');
         reloadFile('file change').catch((err: unknown) => logger.error({ error: describeError(err) }, 'config reload failed'));
       });

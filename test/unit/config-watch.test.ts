@@ -10,7 +10,7 @@ import { KubeletVolume } from '../helpers/kubelet-volume.js';
 // swap, an editor's rename or a symlink into another directory is seen once per burst; events
 // that leave the content as it was reload nothing. Each step awaits the watch's own "check" event.
 
-const DEBOUNCE_MS = 50;
+const TIMING = { debounceMs: 50, maxWaitMs: 400 };
 let dir: string;
 let watch: ConfigWatch | undefined;
 
@@ -26,7 +26,7 @@ afterEach(() => {
 /** Starts a watch on FILE; `changes` counts the reloads it asks for. */
 function start(file: string): { changes: () => number } {
   let n = 0;
-  watch = new ConfigWatch(file, DEBOUNCE_MS, () => n++);
+  watch = new ConfigWatch(file, TIMING, () => n++);
   return { changes: () => n };
 }
 
@@ -118,7 +118,24 @@ describe('ConfigWatch', () => {
     expect(w.changes()).toBe(2);
   });
 
+  it('another file in the directory written without pause does not hold a change back past maxWaitMs', async () => {
+    const file = join(dir, 'config.yaml');
+    writeFileSync(file, 'v: 1\n');
+    const w = start(file);
+    const noisy = setInterval(() => writeFileSync(join(dir, 'busy.log'), String(Date.now())), 10);
+    try {
+      const check = nextCheck();
+      const changedAt = Date.now();
+      writeFileSync(file, 'v: 2\n');
+      expect(await check).toBe(true);
+      expect(Date.now() - changedAt).toBeLessThan(TIMING.maxWaitMs + 1000);
+      expect(w.changes()).toBe(1);
+    } finally {
+      clearInterval(noisy);
+    }
+  });
+
   it('a directory that cannot be watched is an error at construction, for the daemon to report', () => {
-    expect(() => new ConfigWatch(join(dir, 'no-such-dir', 'config.yaml'), DEBOUNCE_MS, () => undefined)).toThrow(/ENOENT/);
+    expect(() => new ConfigWatch(join(dir, 'no-such-dir', 'config.yaml'), TIMING, () => undefined)).toThrow(/ENOENT/);
   });
 });
