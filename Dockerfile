@@ -1,6 +1,7 @@
 # pg-reaper image: node:24-bookworm-slim, built in two stages.
 #   build:   all dependencies (TypeScript, esbuild), then the bundle in dist/pg-reaper
-#   runtime: production dependencies and the bundle only, run as the unprivileged node user
+#   runtime: production dependencies and the bundle only (no dev tooling: no embedded server, no
+#            demo, no sources or tests), run as the unprivileged node user
 # scripts/container-test.sh builds and runs it for real (buildah).
 ARG NODE_IMAGE=docker.io/library/node:24-bookworm-slim
 
@@ -29,9 +30,25 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist/pg-reaper ./dist/pg-reaper
 COPY config.example.yaml /etc/pg-reaper/config.yaml
-# Fill Node's compile cache at build time (read-only at run time): start-up parses less.
-RUN DATABASE_URL=postgres://reaper@127.0.0.1:5432/postgres node dist/pg-reaper/cli.js check >/dev/null \
- && node dist/pg-reaper/cli.js --version >/dev/null && chmod -R a+rX /app/compile-cache
+# Node's compile cache, filled at build time so that start-up parses less. Node keys the cache's
+# directory by uid (v24.x-x64-<hash>-1000), so it is filled as the user that runs the image:
+# filled by root, node would not use it ("Cannot create cache directory: permission denied").
+# Every verb's code goes in: check, once, and run up to its start line. Then it is made root's
+# and read-only: the running process can use the cache but not rewrite the code in it. (What
+# npm ci above put there, as root, is of no use to node and goes.)
+RUN rm -rf /app/compile-cache && mkdir /app/compile-cache && chown node:node /app/compile-cache
+USER node
+RUN set -e; warm=$(mktemp -d); \
+    printf 'http: { host: 127.0.0.1, port: 0 }\nlogFormat: json\ntargets: [{ name: warm, host: 127.0.0.1, port: 1, user: warm, database: warm, connectTimeout: 1s }]\npolicies: [{ name: warm, maxIdle: 1h }]\n' >"$warm/config.yaml"; \
+    node --max-semi-space-size=1 dist/pg-reaper/cli.js --version >/dev/null; \
+    node --max-semi-space-size=1 dist/pg-reaper/cli.js check -c "$warm/config.yaml" >/dev/null; \
+    node --max-semi-space-size=1 dist/pg-reaper/cli.js once --dry-run -c "$warm/config.yaml" >/dev/null 2>&1 || [ $? = 1 ]; \
+    node --max-semi-space-size=1 dist/pg-reaper/cli.js run -c "$warm/config.yaml" >"$warm/run.log" 2>&1 & pid=$!; \
+    for _ in $(seq 1 100); do grep -q 'pg-reaper started' "$warm/run.log" && break; sleep 0.1; done; \
+    kill -TERM "$pid"; wait "$pid"; rm -rf "$warm"; \
+    ls -d /app/compile-cache/v*-1000 >/dev/null
+USER root
+RUN chown -R root:root /app/compile-cache && chmod -R a+rX,go-w /app/compile-cache
 USER node
 EXPOSE 9188
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
