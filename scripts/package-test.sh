@@ -13,7 +13,7 @@ ln -s "$PWD/node_modules" "$work/clone/node_modules"   # dev dependencies for pr
 [ ! -e "$work/clone/dist" ] || fail "a fresh clone already has dist/"
 tarball=$(cd "$work/clone" && npm pack --silent --pack-destination "$work" | tail -n 1)
 contents=$(tar -tzf "$work/$tarball")
-for f in package/dist/pg-reaper/cli.js package/LICENSE package/README.md package/config.example.yaml package/package.json; do
+for f in package/dist/pg-reaper/cli.js package/deploy/systemd/pg-reaper.service package/LICENSE package/README.md package/config.example.yaml package/package.json; do
   grep -qx "$f" <<<"$contents" || fail "$f is not in $tarball"
 done
 ! grep -q '\.map$' <<<"$contents" || fail "source maps in the package point at sources it does not ship"
@@ -23,6 +23,10 @@ echo "ok: $tarball holds the built program ($(wc -l <<<"$contents") files)"
 
 npm install --global --prefix "$work/prefix" --no-audit --no-fund --loglevel=error "$work/$tarball"
 bin="$work/prefix/bin/pg-reaper"
+# the systemd unit runs node on the bundle where `npm install --global --prefix /opt/pg-reaper` puts it
+unit_cli=$(sed -n 's#^ExecStart=[^ ]* [^ ]* /opt/pg-reaper/\([^ ]*\) run$#\1#p' deploy/systemd/pg-reaper.service)
+[ -n "$unit_cli" ] && [ -f "$work/prefix/$unit_cli" ] || fail "the unit's ExecStart (/opt/pg-reaper/$unit_cli) is not where the package installs its bundle"
+echo "ok: the unit's ExecStart names the installed bundle (/opt/pg-reaper/$unit_cli)"
 version=$(node -p 'require("./package.json").version')
 [ "$("$bin" --version)" = "pg-reaper $version" ] || fail "--version: $("$bin" --version)"
 DATABASE_URL='postgres://reaper@127.0.0.1:5432/postgres' "$bin" check -c config.example.yaml | grep -q ': ok: ' || fail "check on config.example.yaml"
