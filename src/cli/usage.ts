@@ -22,7 +22,8 @@ export const VERB_HELP: Record<string, string> = {
 
 Runs the daemon: every target once at start, then on the schedule; serves /metrics, /livez,
 /readyz on http.host:http.port. SIGTERM or SIGINT stop it (waiting for runs in flight);
-SIGHUP reloads the config (a config with any problem is rejected and the old one keeps running).
+SIGHUP reloads the config, and so does a change of the file (watchConfig, on by default); a config
+with any problem is rejected and the old one keeps running.
 Under "npm start" send SIGHUP to the daemon's own pid, which the start line logs.
 
 Example:
