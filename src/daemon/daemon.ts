@@ -170,40 +170,12 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
   // a reload swaps schedulers: the process is alive throughout
   let reloading = false;
   const ready = () => !stopping && gen.finished.size === gen.targets.size;
-  let http: HttpServer;
-  try {
-    http = await startHttpServer(initial.http, metrics.registry, { live: () => reloading || gen.scheduler.alive(), ready }, { webConfigLog, ...(deps.httpLimits ? { limits: deps.httpLimits } : {}) });
-  } catch (err) {
-    await retire(gen);
-    if (err instanceof WebConfigError) throw err;
-    const e = err as NodeJS.ErrnoException & { listenHost?: string; listenPort?: number };
-    throw new ListenError(`cannot listen on ${e.listenHost ?? initial.http.host}:${e.listenPort ?? initial.http.port}: ${e.code ?? e.message}`);
-  }
-  activate(gen);
-  logger.info(
-    {
-      version: deps.version,
-      pid: process.pid,
-      port: http.port,
-      host: http.host,
-      tls: http.tls,
-      ...(initial.http.webConfigFile ? { webConfigFile: initial.http.webConfigFile } : {}),
-      ...(http.probes ? { probesPort: http.probes.port } : {}),
-      targets: [...gen.targets.keys()],
-      policies: initial.policies.map((p) => p.name),
-      schedule: initial.schedule,
-      timezone: initial.timezone ?? 'local',
-      dryRun: initial.dryRun,
-      nextRun: gen.scheduler.nextRun()?.toISOString(),
-      ...(deps.configFile ? { configFile: deps.configFile, watchConfig: initial.watchConfig } : {}),
-    },
-    `pg-reaper started; metrics on ${http.tls ? 'https' : 'http'}://${http.host.includes(':') ? `[${http.host}]` : http.host}:${http.port}/metrics`,
-  );
-  if (initial.dryRun) logger.warn('dryRun is on: nothing will be signalled, decisions are only logged and counted');
 
-  // Reloads and stop are serialized: one swap at a time, and none after stop.
+  // Reloads and stop are serialized: one swap at a time, none before the start is complete, and
+  // none after stop.
   let configWatch: ConfigWatch | undefined;
-  let chain: Promise<void> = Promise.resolve();
+  let started!: () => void;
+  let chain = new Promise<void>((resolve) => (started = resolve));
   const serial = (step: () => Promise<void>) => (chain = chain.then(step, step));
 
   const rejected = (trigger: ReloadTrigger | undefined, details: { problems: string[] } | { error: string }) => {
@@ -289,7 +261,42 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
     }
   };
 
+  // Watched from before the daemon listens, so no change made while it starts goes unseen; a
+  // change seen then is applied once it is up (the chain of reloads opens at the start line).
   syncWatch(initial);
+  let http: HttpServer;
+  try {
+    http = await startHttpServer(initial.http, metrics.registry, { live: () => reloading || gen.scheduler.alive(), ready }, { webConfigLog, ...(deps.httpLimits ? { limits: deps.httpLimits } : {}) });
+  } catch (err) {
+    configWatch?.close();
+    await retire(gen);
+    if (err instanceof WebConfigError) throw err;
+    const e = err as NodeJS.ErrnoException & { listenHost?: string; listenPort?: number };
+    throw new ListenError(`cannot listen on ${e.listenHost ?? initial.http.host}:${e.listenPort ?? initial.http.port}: ${e.code ?? e.message}`);
+  }
+  activate(gen);
+  logger.info(
+    {
+      version: deps.version,
+      pid: process.pid,
+      port: http.port,
+      host: http.host,
+      tls: http.tls,
+      ...(initial.http.webConfigFile ? { webConfigFile: initial.http.webConfigFile } : {}),
+      ...(http.probes ? { probesPort: http.probes.port } : {}),
+      targets: [...gen.targets.keys()],
+      policies: initial.policies.map((p) => p.name),
+      schedule: initial.schedule,
+      timezone: initial.timezone ?? 'local',
+      dryRun: initial.dryRun,
+      nextRun: gen.scheduler.nextRun()?.toISOString(),
+      ...(deps.configFile ? { configFile: deps.configFile, watchConfig: initial.watchConfig } : {}),
+    },
+    `pg-reaper started; metrics on ${http.tls ? 'https' : 'http'}://${http.host.includes(':') ? `[${http.host}]` : http.host}:${http.port}/metrics`,
+  );
+  if (initial.dryRun) logger.warn('dryRun is on: nothing will be signalled, decisions are only logged and counted');
+
+  started();
 
   let stopped: Promise<void> | undefined;
   return {

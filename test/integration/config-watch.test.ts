@@ -94,6 +94,8 @@ describe('pg-reaper run: the config file watch (watchConfig, on by default)', ()
     // the kubelet's update: the new policy reaps it, with no signal sent
     volume.update({ 'config.yaml': configYaml('idle-after', tag) });
     await d.waitFor(async () => !(await s.isAlive(victim.pid)), 'the new policy to reap the victim');
+    await d.waitFor(() => d.lines().some((l) => l.msg === 'config reloaded'), 'the reload log line');
+    await d.waitFor(() => d.lines().some((l) => l.pid === victim.pid && l.outcome === 'terminated'), 'the action log line');
     expect(d.lines().find((l) => l.pid === victim.pid && l.outcome === 'terminated')).toMatchObject({ policy: 'idle-after', reason: 'idle' });
     expect(d.lines().find((l) => l.msg === 'config reloaded')).toMatchObject({ trigger: 'file change', policies: ['idle-after'] });
     expect(await d.metric('pg_reaper_config_last_reload_successful')).toBe(1);
@@ -107,6 +109,7 @@ describe('pg-reaper run: the config file watch (watchConfig, on by default)', ()
     expect(await d.metric('pg_reaper_config_last_reload_successful')).toBe(0);
     const second = await s.session({ user: app, application: `${tag}-2` });
     await d.waitFor(async () => !(await s.isAlive(second.pid)), 'the kept config to reap another victim');
+    await d.waitFor(() => d.lines().some((l) => l.pid === second.pid && l.outcome === 'terminated'), 'the action log line');
     expect(d.lines().find((l) => l.pid === second.pid && l.outcome === 'terminated')).toMatchObject({ policy: 'idle-after' });
 
     // one reload per update: the swap's burst of events is debounced
@@ -136,6 +139,7 @@ describe('pg-reaper run: the config file watch (watchConfig, on by default)', ()
 
     d.child.kill('SIGHUP');
     await d.waitFor(async () => !(await s.isAlive(victim.pid)), 'SIGHUP to apply the update');
+    await d.waitFor(() => d.lines().some((l) => l.msg === 'config reloaded'), 'the reload log line');
     expect(d.lines().find((l) => l.msg === 'config reloaded')).toMatchObject({ trigger: 'SIGHUP', policies: ['idle-after'] });
     d.child.kill('SIGTERM');
     const [code] = (await once(d.child, 'exit')) as [number];
