@@ -11,15 +11,18 @@ import { parseConfigText } from '../../src/config/load.js';
 const ROOT = join(import.meta.dirname, '../..');
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-/** Every key path of the JSON schema: "http.port", "targets[].ssl.cert", ... */
+/** Every key path of the JSON schema: "http.port", "targets[].ssl.cert", ... (through anyOf and oneOf too). */
 function schemaPaths(node: Json, prefix = ''): string[] {
-  const out: string[] = [];
-  for (const [key, child] of Object.entries((node.properties ?? {}) as Record<string, Json>)) {
-    out.push(prefix + key);
-    out.push(...schemaPaths(child, `${prefix}${key}.`));
-    if (child.items) out.push(...schemaPaths(child.items as Json, `${prefix}${key}[].`));
+  const out = new Set<string>();
+  const variants = [node, ...((node.anyOf ?? []) as Json[]), ...((node.oneOf ?? []) as Json[])];
+  for (const variant of variants) {
+    for (const [key, child] of Object.entries((variant.properties ?? {}) as Record<string, Json>)) {
+      out.add(prefix + key);
+      for (const p of schemaPaths(child, `${prefix}${key}.`)) out.add(p);
+      for (const item of [child.items, ...((child.anyOf ?? []) as Json[]).map((v) => v.items)].filter(Boolean) as Json[]) for (const p of schemaPaths(item, `${prefix}${key}[].`)) out.add(p);
+    }
   }
-  return out;
+  return [...out];
 }
 
 /** Every key path of a YAML value, list items merged: the same notation as schemaPaths. */
