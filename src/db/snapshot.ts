@@ -9,8 +9,10 @@ import type { Session, Snapshot } from './session.js';
 // protected as backups or maintenance (so they are counted however young). With no filter
 // (debug's why-not lines, check --connect, tests) every session comes as a row.
 // Without pg_read_all_stats other roles' rows show NULL in backend_type (and state and times):
-// they are counted as state unknown and never judged, told apart from background processes by
-// having a role. Ages are taken against clock_timestamp() of this same statement, never the
+// they are counted as state unknown and never judged. What such a row still shows is its role
+// and its database: a client backend always has both, while background processes have no role
+// (autovacuum, checkpointer) or no database (the logical replication launcher, which has the
+// bootstrap superuser as its role, and physical walsenders). Ages are taken against clock_timestamp() of this same statement, never the
 // daemon's clock. LEFT JOIN from the one-row `me` keeps the clock when no row qualifies.
 const sql = (withQuery: boolean) => `
 WITH me AS (
@@ -25,7 +27,7 @@ WITH me AS (
 ),
 clients AS (
   SELECT a.* FROM pg_stat_activity a, me
-   WHERE (a.backend_type = 'client backend' OR (a.backend_type IS NULL AND a.usesysid IS NOT NULL)) AND a.pid <> me.pid
+   WHERE (a.backend_type = 'client backend' OR (a.backend_type IS NULL AND a.usesysid IS NOT NULL AND a.datid IS NOT NULL)) AND a.pid <> me.pid
 ),
 waiters AS (
   SELECT c.pid, pg_blocking_pids(c.pid) AS blocked_by FROM clients c WHERE c.wait_event_type = 'Lock'

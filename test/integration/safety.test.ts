@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/config/load.js';
 import type { Db } from '../../src/db/db.js';
@@ -356,6 +357,30 @@ describe('visibility', () => {
     // counted (as state unknown), never judged
     expect(report.snapshot!.states.find((x) => x.state === null)?.count).toBeGreaterThanOrEqual(1);
     expect(report.snapshot!.sessions.find((x) => x.pid === a.pid)).toBeUndefined();
+    expect(await s.isAlive(a.pid)).toBe(true);
+  });
+
+  it('without pg_read_all_stats, only client backends count as unknown sessions: not the logical replication launcher (a role, no database)', async () => {
+    const blind = await ensureRole(s.admin, 'blind_reaper_t', 'NOSUPERUSER');
+    await s.admin.query('REVOKE pg_read_all_stats, pg_signal_backend FROM blind_reaper_t');
+    const a = await s.session({ user: app, application: unique('t-unknown') });
+    // the blind role sees the launcher as a row with a role, no database and a NULL backend_type
+    const seen = new pg.Client({ connectionString: urlFor({ user: blind }) });
+    await seen.connect();
+    try {
+      const launcher = (await s.admin.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE backend_type = 'logical replication launcher'")).rows[0];
+      expect(launcher).toBeDefined();
+      const asBlind = (await seen.query('SELECT backend_type, usesysid IS NOT NULL AS has_role, datid IS NULL AS no_database FROM pg_stat_activity WHERE pid = $1', [launcher!.pid])).rows[0];
+      expect(asBlind).toEqual({ backend_type: null, has_role: true, no_database: true });
+    } finally {
+      await seen.end();
+    }
+    const report = await reap(testConfig({ policies: [{ name: 'all', maxIdle: '1h' }] }, blind));
+    // the truth, read as superuser: other roles' client backends (ours is the reaper's own)
+    const others = (await s.admin.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND usename <> 'blind_reaper_t'")).rows[0]!.n;
+    expect(others).toBeGreaterThanOrEqual(2); // the suite's admin session and `a`
+    expect(report.snapshot!.states.find((x) => x.state === null)?.count).toBe(others);
+    expect(report.snapshot!.clients).toBe(others);
     expect(await s.isAlive(a.pid)).toBe(true);
   });
 });
