@@ -6,12 +6,14 @@ import { privilegeWarnings } from '../run/report.js';
 import { describeError } from '../util/errors.js';
 import { plural } from '../util/plural.js';
 
-// `pg-reaper check --connect`: what the reaper can do on each server, one line per target.
+// `pg-reaper check --connect`: what the reaper can do on each server, one line per target, then
+// one indented line per missing privilege with the GRANT that fixes it (a statement to paste).
 // ok is false when a target is unreachable or the reaper cannot read other roles' sessions.
 
 export interface ConnectCheck {
   target: string;
   ok: boolean;
+  /** The target's line, and below it one indented line per missing privilege. */
   line: string;
 }
 
@@ -33,7 +35,7 @@ export async function checkConnections(config: Config): Promise<ConnectCheck[]> 
           `${t.name}: PostgreSQL ${snap.server.version} as ${snap.server.user}: superuser ${yesNo(p.superuser)}, pg_read_all_stats ${yesNo(readsAll)}, pg_signal_backend ${yesNo(p.superuser || p.signalBackend)}; ` +
           `sees ${plural(seen, 'client session')}, can judge ${judged} and signal ${signalled}, protects ${spared.backup + spared.maintenance}` +
           (spared.backup + spared.maintenance ? ` (backup ${spared.backup}, maintenance ${spared.maintenance})` : '') +
-          privilegeWarnings(p, snap.server.user).map((w) => `; ${w}`).join('');
+          privilegeWarnings(p, snap.server.user).map((w) => `\n  ${w}`).join('');
         return { target: t.name, ok: readsAll, line };
       } catch (err) {
         return { target: t.name, ok: false, line: `${t.name}: UNREACHABLE: ${describeError(err)}` };

@@ -1,4 +1,3 @@
-import { parseArgs } from 'node:util';
 import { formatProblem, loadConfigFile } from '../config/load.js';
 import { formatDuration } from '../config/duration.js';
 import type { Config } from '../config/schema.js';
@@ -7,6 +6,7 @@ import type { LogFormat } from '../log/logger.js';
 import { describeError } from '../util/errors.js';
 import { plural } from '../util/plural.js';
 import { VERSION } from '../version.js';
+import { parseCommandLine, UsageError } from './args.js';
 import { releaseEarlySignals, takeEarlySignals } from './early-signals.js';
 import { USAGE, VERB_HELP } from './usage.js';
 
@@ -19,28 +19,8 @@ const EXIT_FAILED = 1;
 const EXIT_USAGE = 2;
 const EXIT_CANNOT_LISTEN = 3;
 
-class UsageError extends Error {}
-
 async function main(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        config: { type: 'string', short: 'c' },
-        'dry-run': { type: 'boolean' },
-        json: { type: 'boolean' },
-        connect: { type: 'boolean' },
-        'log-format': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-        version: { type: 'boolean', short: 'V' },
-      },
-    });
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-  const { values, positionals } = parsed;
+  const { values, positionals } = parseCommandLine(argv);
   if (values.help) {
     process.stdout.write(VERB_HELP[positionals[0] ?? ''] ?? USAGE);
     return EXIT_OK;

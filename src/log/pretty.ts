@@ -13,7 +13,7 @@ export function prettyLine(e: Record<string, unknown>, opts: { runLines?: boolea
     const who = `${e.user ?? '?'}@${e.database ?? '?'}`;
     const app = [e.application, e.clientAddr].filter((x) => x !== undefined && x !== null && x !== '').join(', ');
     const extra = [e.escalated ? 'escalated' : '', e.error ? `error: ${str(e.error)}` : '', e.query !== undefined ? `query: ${str(e.query)}` : ''].filter(Boolean).join('; ');
-    return `${time} ${String(e.outcome).padEnd(15)} pid ${e.pid} ${who}${app ? ` (${app})` : ''}: ${e.reason} ${e.stateSeconds}s > ${e.thresholdSeconds}s [${e.target}/${e.policy}]${extra ? ` ${extra}` : ''}`;
+    return `${time} ${String(e.outcome).padEnd(15)} pid ${e.pid} ${who}${app ? ` (${app})` : ''}: ${e.reason} ${e.seconds}s > ${e.thresholdSeconds}s [${e.target}/${e.policy}]${extra ? ` ${extra}` : ''}`;
   }
   if (e.msg === 'run finished' || e.msg === 'run failed') {
     if (opts.runLines === false && level === 'info') return undefined;

@@ -4,6 +4,7 @@ import type { Session, Snapshot } from '../db/session.js';
 import { AddressSet } from '../policy/address.js';
 import type { CompiledPolicy } from '../policy/compile.js';
 import { compileGlob } from '../policy/glob.js';
+import { blockingRoots, type Blocking } from './blocking.js';
 import { violation, type Decision } from './planner.js';
 import { describeProtection, PROTECT_ALL, protectionOf, type Protect } from './protect.js';
 
@@ -45,7 +46,7 @@ function failingList(sel: Selector, s: Session): string | undefined {
 
 const ago = (nowMs: number, at: number | null) => (at === null ? undefined : formatDuration(nowMs - at));
 
-function underThresholds(p: CompiledPolicy, s: Session, nowMs: number): string {
+function underThresholds(p: CompiledPolicy, s: Session, nowMs: number, blocking: Blocking | undefined): string {
   const t = p.thresholds;
   const parts: string[] = [];
   const state = s.state ?? 'unknown';
@@ -53,6 +54,11 @@ function underThresholds(p: CompiledPolicy, s: Session, nowMs: number): string {
     if (limit === undefined) return;
     parts.push(applies ? `${what} ${age ?? '?'} <= ${key} ${formatDuration(limit)}` : `${key}: not ${what}`);
   };
+  if (t.maxBlocking !== undefined) {
+    // only the root of a chain (blocks others, waits on nothing) is ever acted on for blocking
+    if (blocking) parts.push(`blocking ${Number.isNaN(blocking.longestMs) ? '?' : formatDuration(blocking.longestMs)} <= maxBlocking ${formatDuration(t.maxBlocking)}`);
+    else parts.push(s.blockedBy !== null ? 'maxBlocking: waits on a lock itself (only the root of a chain is acted on)' : 'maxBlocking: blocks no one');
+  }
   check('maxIdle', t.maxIdle, state === 'idle', ago(nowMs, s.stateChangeMs), 'idle');
   check('maxIdleInTransaction', t.maxIdleInTransaction, state.startsWith('idle in transaction'), ago(nowMs, s.stateChangeMs), 'idle in transaction');
   check('maxQueryDuration', t.maxQueryDuration, state === 'active', ago(nowMs, s.queryStartMs), 'active');
@@ -65,6 +71,7 @@ function underThresholds(p: CompiledPolicy, s: Session, nowMs: number): string {
 export function explain(snapshot: Snapshot, policies: readonly CompiledPolicy[], applicationName: string, decisions: readonly Decision[], exemptListeners = true, protect: Protect = PROTECT_ALL): NotActedOn[] {
   const out: NotActedOn[] = [];
   const decided = new Map(decisions.map((d) => [d.session.pid, d]));
+  const roots = policies.some((p) => p.thresholds.maxBlocking !== undefined) ? blockingRoots(snapshot) : undefined;
   for (const s of snapshot.sessions) {
     const d = decided.get(s.pid);
     if (d?.held) {
@@ -101,7 +108,7 @@ export function explain(snapshot: Snapshot, policies: readonly CompiledPolicy[],
       if (v && exemptListeners && s.listener && (v.reason === 'idle' || v.reason === 'connection_age')) return `${p.name}: over ${v.reason}, but a listener (its last statement was LISTEN) is spared by exemptListeners`;
       if (v && v.reason === 'idle' && p.keepIdle !== undefined) return `${p.name}: over idle, but kept by keepIdle ${p.keepIdle} (among the ${p.keepIdle} most recently active idle sessions of its user, database and application)`;
       if (v) return `${p.name}: over ${v.reason} but spared by the policy's rules`;
-      return `${p.name}: ${underThresholds(p, s, snapshot.nowMs)}`;
+      return `${p.name}: ${underThresholds(p, s, snapshot.nowMs, roots?.get(s.pid))}`;
     });
     out.push({ session: s, why: reasons.join('; ') });
   }

@@ -28,7 +28,8 @@ export function actionFields(r: ActionResult, logQueryText: boolean): Record<str
     application: s.application,
     clientAddr: s.local ? 'local' : s.clientAddr,
     state: s.state,
-    stateSeconds: round(d.seconds),
+    // the evidence of `reason`: idle time, query, transaction or connection age, longest lock wait
+    seconds: round(d.seconds),
     thresholdSeconds: round(d.thresholdSeconds),
     ...(d.escalated ? { escalated: true } : {}),
     ...(d.blockedSessions !== undefined ? { blockedSessions: d.blockedSessions, blockedSeconds: round(d.seconds) } : {}),
@@ -94,7 +95,7 @@ function budgetMessage(b: BudgetState): string {
     : `budget has room again: ${which} (${rule}) acts again`;
 }
 
-/** Warnings about missing privileges, each with the GRANT that fixes it: logged once per target and change. */
+/** Warnings about missing privileges, each ending with the GRANT that fixes it: logged once per target and change. */
 export function privilegeWarnings(p: Privileges, role: string): string[] {
   if (p.superuser) return [];
   const out: string[] = [];
@@ -103,8 +104,13 @@ export function privilegeWarnings(p: Privileges, role: string): string[] {
   return out;
 }
 
+/**
+ * A role name as an SQL identifier, always in double quotes: a quoted name is right whatever it
+ * is (capitals, dashes, a keyword such as "user"), where deciding when quotes may be left out
+ * would need the server's list of keywords.
+ */
 export function quoteIdent(name: string): string {
-  return /^[a-z_][a-z0-9_$]*$/.test(name) ? name : `"${name.replace(/"/g, '""')}"`;
+  return `"${name.replace(/"/g, '""')}"`;
 }
 
 /** pg_reaper_target_info's labels for a snapshot. */

@@ -199,7 +199,7 @@ policies:
     expect(decisions).toEqual([
       expect.objectContaining({ target: 'main', policy: 'idle', reason: 'idle', action: 'terminate', outcome: 'would_terminate', dryRun: true, pid: victim.pid, user: app, database: 'postgres', application: `${tag}-a`, clientAddr: '127.0.0.1', state: 'idle', thresholdSeconds: 0.3 }),
     ]);
-    expect(Object.keys(decisions[0]!).sort()).toEqual(['action', 'application', 'clientAddr', 'database', 'dryRun', 'outcome', 'pid', 'policy', 'reason', 'state', 'stateSeconds', 'target', 'thresholdSeconds', 'user'].sort());
+    expect(Object.keys(decisions[0]!).sort()).toEqual(['action', 'application', 'clientAddr', 'database', 'dryRun', 'outcome', 'pid', 'policy', 'reason', 'seconds', 'state', 'target', 'thresholdSeconds', 'user'].sort());
     expect(await s.isAlive(victim.pid)).toBe(true);
 
     const real = await cli(['once', '-c', file], env);
@@ -285,6 +285,10 @@ describe('pg-reaper check and usage', () => {
     expect(bad.stderr).toContain('unknown command "frobnicate"');
     const flag = await cli(['run', '--json']);
     expect(flag.code).toBe(2);
+    // an unknown option says what it is and the nearest known one, in pg-reaper's words, not Node's
+    const typo = await cli(['once', '--dryrun']);
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toBe('pg-reaper: unknown option --dryrun: did you mean --dry-run?\nRun "pg-reaper --help" for usage.\n');
     const missing = await cli(['check', '-c', join(dir, 'missing.yaml')]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain('missing.yaml: no such file');
@@ -309,8 +313,12 @@ describe('operator experience', () => {
 
     const bad = await cli(['check', '--connect', '-c', writeConfig('connect-bad.yaml', yaml(`  - { name: blind, connectionString: "${urlFor({ user: blind })}" }\n  - { name: down, host: 127.0.0.1, port: 1, user: x, database: x, connectTimeout: 2s }\n`))]);
     expect(bad.code).toBe(1);
-    const [blindLine, downLine] = bad.stdout.trimEnd().split('\n').slice(3);
-    expect(blindLine).toMatch(/^blind: PostgreSQL .* as blind_reaper_t: superuser no, pg_read_all_stats no, pg_signal_backend no; sees \d+ client sessions, can judge \d+ and signal \d+, protects 0; cannot see other roles' sessions .*: run GRANT pg_read_all_stats TO blind_reaper_t;; can only signal .*: run GRANT pg_signal_backend TO blind_reaper_t;$/);
+    const [blindLine, readGrant, signalGrant, downLine] = bad.stdout.trimEnd().split('\n').slice(3);
+    expect(blindLine).toMatch(/^blind: PostgreSQL .* as blind_reaper_t: superuser no, pg_read_all_stats no, pg_signal_backend no; sees \d+ client sessions, can judge \d+ and signal \d+, protects 0$/);
+    // one line per missing privilege, each ending with one statement to paste: the role quoted, one semicolon
+    expect(readGrant).toMatch(/^ {2}cannot see other roles' sessions .*: run GRANT pg_read_all_stats TO "blind_reaper_t";$/);
+    expect(signalGrant).toMatch(/^ {2}can only signal .*: run GRANT pg_signal_backend TO "blind_reaper_t";$/);
+    expect(bad.stdout).not.toContain(';;');
     // the other role's session is seen (counted) but cannot be judged
     const [, seen, judged] = /sees (\d+) client sessions?, can judge (\d+)/.exec(blindLine!)!;
     expect(Number(seen)).toBeGreaterThan(Number(judged));

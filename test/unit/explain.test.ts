@@ -4,7 +4,7 @@ import { prettyLine } from '../../src/log/pretty.js';
 import { explain } from '../../src/plan/explain.js';
 import { plan } from '../../src/plan/planner.js';
 import { compilePolicies } from '../../src/policy/compile.js';
-import { session, snapshot } from '../helpers/sessions.js';
+import { NOW, session, snapshot } from '../helpers/sessions.js';
 
 // "Why was this session not reaped?": the debug explanation, with a fixed clock.
 
@@ -51,12 +51,25 @@ describe('explain', () => {
     ]);
     expect(why([session({ idleFor: 5 })], [{ name: 'a', maxIdle: '10s', targets: ['t'] }])).toHaveLength(1);
   });
+
+  it('a policy with only maxBlocking says why: blocks no one, a waiter itself, or blocking under the threshold', () => {
+    const root = session({ inTxFor: 50 });
+    const waiter = session({ activeFor: 10, blockedBy: [root.pid], waitStartMs: NOW - 10_000 });
+    const alone = session({ idleFor: 60 });
+    expect(why([root, waiter, alone], [{ name: 'locks', maxBlocking: '30s' }])).toEqual([
+      'locks: under threshold (blocking 10s <= maxBlocking 30s)',
+      'locks: under threshold (maxBlocking: waits on a lock itself (only the root of a chain is acted on))',
+      'locks: under threshold (maxBlocking: blocks no one)',
+    ]);
+    // beside other thresholds, in the list like them
+    expect(why([alone], [{ name: 'p', maxBlocking: '30s', maxIdle: '2m' }])).toEqual(['p: under threshold (maxBlocking: blocks no one, idle 1m <= maxIdle 2m)']);
+  });
 });
 
 describe('pretty log lines', () => {
   it('one readable line per action, per run, and for anything else', () => {
     expect(
-      prettyLine({ level: 'info', time: '2026-11-22T04:30:52.101Z', target: 'primary', policy: 'iit', reason: 'idle_in_transaction', action: 'terminate', outcome: 'terminated', pid: 3115, user: 'app', database: 'shop', application: 'report-job', clientAddr: '10.1.2.3', stateSeconds: 132.4, thresholdSeconds: 120 }),
+      prettyLine({ level: 'info', time: '2026-11-22T04:30:52.101Z', target: 'primary', policy: 'iit', reason: 'idle_in_transaction', action: 'terminate', outcome: 'terminated', pid: 3115, user: 'app', database: 'shop', application: 'report-job', clientAddr: '10.1.2.3', seconds: 132.4, thresholdSeconds: 120 }),
     ).toBe('04:30:52 terminated      pid 3115 app@shop (report-job, 10.1.2.3): idle_in_transaction 132.4s > 120s [primary/iit]');
     expect(prettyLine({ level: 'info', time: '2026-11-22T04:30:52.101Z', target: 'primary', result: 'success', durationSeconds: 0.012, sessions: 1, actions: { terminated: 1 }, msg: 'run finished' })).toBe(
       '04:30:52 run finished primary: 1 session, terminated 1 (12ms)',
