@@ -5,6 +5,7 @@ import { AddressSet } from '../policy/address.js';
 import type { CompiledPolicy } from '../policy/compile.js';
 import { compileGlob } from '../policy/glob.js';
 import { blockingRoots, type Blocking } from './blocking.js';
+import { keptIdle } from './keep-idle.js';
 import { violation, type Decision } from './planner.js';
 import { describeProtection, PROTECT_ALL, protectionOf, type Protect } from './protect.js';
 
@@ -72,6 +73,7 @@ export function explain(snapshot: Snapshot, policies: readonly CompiledPolicy[],
   const out: NotActedOn[] = [];
   const decided = new Map(decisions.map((d) => [d.session.pid, d]));
   const roots = policies.some((p) => p.thresholds.maxBlocking !== undefined) ? blockingRoots(snapshot) : undefined;
+  const kept = policies.map((p) => (p.keepIdle !== undefined ? keptIdle(snapshot, p, applicationName) : undefined));
   for (const s of snapshot.sessions) {
     const d = decided.get(s.pid);
     if (d?.held) {
@@ -97,19 +99,34 @@ export function explain(snapshot: Snapshot, policies: readonly CompiledPolicy[],
       out.push({ session: s, why: 'no policy applies to this target' });
       continue;
     }
-    const reasons = policies.map((p) => {
+    const reasons: string[] = [];
+    for (let i = 0; i < policies.length; i++) {
+      const p = policies[i]!;
       const global = matchingEntry(p.globalExempt.selector, s);
-      if (global) return `${p.name}: exempt by global exempt.${global}`;
+      if (global) {
+        reasons.push(`${p.name}: exempt by global exempt.${global}`);
+        continue;
+      }
       const outOfScope = failingList(p.match.selector, s);
-      if (outOfScope) return `${p.name}: out of scope (match.${outOfScope})`;
+      if (outOfScope) {
+        reasons.push(`${p.name}: out of scope (match.${outOfScope})`);
+        continue;
+      }
       const exempt = matchingEntry(p.exempt.selector, s);
-      if (exempt) return `${p.name}: exempt by exempt.${exempt}`;
+      if (exempt) {
+        reasons.push(`${p.name}: exempt by exempt.${exempt}`);
+        continue;
+      }
+      // a session a policy keeps is decided by that policy: the walk ends here, as in the planner
+      if (kept[i]?.has(s.pid)) {
+        reasons.push(`${p.name}: kept by keepIdle ${p.keepIdle} (among the ${p.keepIdle} most recently active idle sessions of its user, database and application); later policies do not judge it`);
+        break;
+      }
       const v = violation(s, p.thresholds, snapshot.nowMs);
-      if (v && exemptListeners && s.listener && (v.reason === 'idle' || v.reason === 'connection_age')) return `${p.name}: over ${v.reason}, but a listener (its last statement was LISTEN) is spared by exemptListeners`;
-      if (v && v.reason === 'idle' && p.keepIdle !== undefined) return `${p.name}: over idle, but kept by keepIdle ${p.keepIdle} (among the ${p.keepIdle} most recently active idle sessions of its user, database and application)`;
-      if (v) return `${p.name}: over ${v.reason} but spared by the policy's rules`;
-      return `${p.name}: ${underThresholds(p, s, snapshot.nowMs, roots?.get(s.pid))}`;
-    });
+      if (v && exemptListeners && s.listener && (v.reason === 'idle' || v.reason === 'connection_age')) reasons.push(`${p.name}: over ${v.reason}, but a listener (its last statement was LISTEN) is spared by exemptListeners`);
+      else if (v) reasons.push(`${p.name}: over ${v.reason} but spared by the policy's rules`);
+      else reasons.push(`${p.name}: ${underThresholds(p, s, snapshot.nowMs, roots?.get(s.pid))}`);
+    }
     out.push({ session: s, why: reasons.join('; ') });
   }
   return out;

@@ -172,8 +172,14 @@ export function plan(snapshot: Snapshot, policies: readonly CompiledPolicy[], li
       const policy = policies[i]!;
       if (scope !== undefined ? ((scope >>> i) & 1) === 0 : !policy.inScope(session)) continue;
       const l = policyLimits[i]!;
-      const reason = reasonOf(ages, l, kept[i]?.has(session.pid) ?? false);
-      if (reason === undefined) continue;
+      const keptHere = kept[i]?.has(session.pid) ?? false;
+      const reason = reasonOf(ages, l, keptHere);
+      if (reason === undefined) {
+        // a session this policy keeps (keepIdle) is decided by it, like one it holds (when):
+        // later policies never see it, so a catch-all below cannot kill what a pool policy kept
+        if (keptHere) break;
+        continue;
+      }
       const d: Decision = { target: limits.target, policy: policy.name, action: policy.action, dryRun: policy.dryRun, session, capped: false, ...evidence(reason, ages, l) };
       if (reason === 'blocking') d.blockedSessions = blocking!.sessions;
       // escalation without memory: the same query (query_start) still running past the cancel's
@@ -188,59 +194,81 @@ export function plan(snapshot: Snapshot, policies: readonly CompiledPolicy[], li
     }
   }
   decisions.sort((a, b) => b.seconds - a.seconds || a.session.pid - b.session.pid);
-  // the budget is known before pressure counts what is freed; held matches then give back
-  // what they took
-  applyCaps(decisions, policies, limits.maxActionsPerRun, limits.budget);
-  holdBelowPressure(decisions, policies, snapshot);
-  if (decisions.some((d) => d.held)) applyCaps(decisions, policies, limits.maxActionsPerRun, limits.budget);
+  applyLimits(decisions, policies, snapshot, limits.maxActionsPerRun, limits.budget);
   return decisions;
 }
 
-// Policies with `when: { connectionsAbove }` act only while the server's client connections (every
-// client backend, ours included) are above their threshold, and then only on as many of their
-// matches, oldest first, as it takes to get to or below it. Terminations that other policies make
-// in the same run count towards that. The rest are held: matched, not acted on.
-function holdBelowPressure(decisions: Decision[], policies: readonly CompiledPolicy[], snapshot: Snapshot): void {
+// Budgets, caps and pressure, oldest first. The budgets (the room left in the policy's and the
+// target's) and the caps (the policy's maxActionsPerRun, then the target's) apply first to the
+// decisions of policies without `when`. Then the matches of policies with
+// `when: { connectionsAbove }`, oldest first, within what the budgets and caps leave: each acts
+// while the server's client connections (every client backend, ours included), less the
+// terminations that will really be signalled in this run, are above its threshold, and is held
+// (matched, not acted on, taking no slot and no budget) once they are not. Only what will be
+// signalled frees a connection: not a decision that is over a budget, capped, held, dry-run or
+// that we may not signal.
+function applyLimits(decisions: Decision[], policies: readonly CompiledPolicy[], snapshot: Snapshot, targetCap: number | undefined, room: RoomLeft | undefined): void {
+  const slots = new Slots(policies, targetCap, room);
   const above = new Map(policies.filter((p) => p.connectionsAbove !== undefined).map((p) => [p.name, p.connectionsAbove!]));
+  let connections = snapshot.clients + 1;
+  for (const d of decisions) {
+    if (above.has(d.policy)) continue;
+    slots.take(d);
+    if (frees(d)) connections--;
+  }
   if (above.size === 0) return;
-  const frees = (d: Decision) => d.action === 'terminate' && d.session.canSignal && !d.dryRun && d.overBudget === undefined;
-  let remaining = snapshot.clients + 1;
-  for (const d of decisions) if (!above.has(d.policy) && frees(d)) remaining--;
   for (const d of decisions) {
     const when = above.get(d.policy);
     if (when === undefined) continue;
     const threshold = 'percent' in when ? (when.percent / 100) * snapshot.clientSlots : when.count;
-    if (remaining > threshold) {
-      if (frees(d)) remaining--;
-    } else d.held = true;
+    if (connections <= threshold) {
+      d.held = true;
+      continue;
+    }
+    slots.take(d);
+    if (frees(d)) connections--;
   }
 }
 
-// Oldest first: the caps keep the sessions that have broken a policy the longest. Sessions we may
-// not signal, and held matches, take no slot, since nothing will be done to them; nor do those
-// over a budget (checked first), and what a cap refuses uses no budget.
-function applyCaps(decisions: Decision[], policies: readonly CompiledPolicy[], targetCap: number | undefined, room: RoomLeft | undefined): void {
-  const policyCap = new Map(policies.map((p) => [p.name, p.maxActionsPerRun]));
-  const perPolicy = new Map<string, number>();
-  const budget = new BudgetRoom(room);
-  let total = 0;
-  for (const d of decisions) {
-    d.capped = false;
-    delete d.overBudget;
-    if (!d.session.canSignal || d.held) continue;
-    const over = d.dryRun ? undefined : budget.over(d.policy);
+/** A decision that will be signalled as a termination: the only kind that frees a connection. */
+function frees(d: Decision): boolean {
+  return d.action === 'terminate' && d.session.canSignal && !d.dryRun && !d.capped && !d.held && d.overBudget === undefined;
+}
+
+// The budgets' room and the caps' counters, taken oldest offender first. Sessions we may not
+// signal take no slot and no budget, since nothing will be done to them; a decision over a budget
+// (checked first) takes no slot, and what a cap refuses uses no budget. Dry runs use no budget.
+class Slots {
+  private readonly policyCap: Map<string, number | undefined>;
+  private readonly perPolicy = new Map<string, number>();
+  private readonly budget: BudgetRoom;
+  private total = 0;
+
+  constructor(
+    policies: readonly CompiledPolicy[],
+    private readonly targetCap: number | undefined,
+    room: RoomLeft | undefined,
+  ) {
+    this.policyCap = new Map(policies.map((p) => [p.name, p.maxActionsPerRun]));
+    this.budget = new BudgetRoom(room);
+  }
+
+  /** Gives the decision a slot, or marks it over a budget or capped. */
+  take(d: Decision): void {
+    if (!d.session.canSignal) return;
+    const over = d.dryRun ? undefined : this.budget.over(d.policy);
     if (over !== undefined) {
       d.overBudget = over;
-      continue;
+      return;
     }
-    const used = perPolicy.get(d.policy) ?? 0;
-    const cap = policyCap.get(d.policy);
-    if ((cap !== undefined && used >= cap) || (targetCap !== undefined && total >= targetCap)) {
+    const used = this.perPolicy.get(d.policy) ?? 0;
+    const cap = this.policyCap.get(d.policy);
+    if ((cap !== undefined && used >= cap) || (this.targetCap !== undefined && this.total >= this.targetCap)) {
       d.capped = true;
-      continue;
+      return;
     }
-    perPolicy.set(d.policy, used + 1);
-    total++;
-    if (!d.dryRun) budget.take(d.policy);
+    this.perPolicy.set(d.policy, used + 1);
+    this.total++;
+    if (!d.dryRun) this.budget.take(d.policy);
   }
 }

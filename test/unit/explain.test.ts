@@ -52,6 +52,14 @@ describe('explain', () => {
     expect(why([session({ idleFor: 5 })], [{ name: 'a', maxIdle: '10s', targets: ['t'] }])).toHaveLength(1);
   });
 
+  it('a session kept by keepIdle is explained by that policy alone: the walk ends there', () => {
+    const newest = session({ application: 'web', idleFor: 90 });
+    const older = session({ application: 'web', idleFor: 95 });
+    expect(why([newest, older], [{ name: 'pools', maxIdle: '1m', keepIdle: 1 }, { name: 'catch-all', maxIdle: '30s' }])).toEqual([
+      'pools: kept by keepIdle 1 (among the 1 most recently active idle sessions of its user, database and application); later policies do not judge it',
+    ]);
+  });
+
   it('a policy with only maxBlocking says why: blocks no one, a waiter itself, or blocking under the threshold', () => {
     const root = session({ inTxFor: 50 });
     const waiter = session({ activeFor: 10, blockedBy: [root.pid], waitStartMs: NOW - 10_000 });

@@ -68,6 +68,28 @@ describe('keepIdle: pools shrink, never empty', () => {
     const s = session({ idleFor: 100, connectedFor: 7200 });
     expect(run([s], [{ name: 'p', maxIdle: '1s', keepIdle: 1, maxConnectionAge: '1h' }]).map((d) => d.reason)).toEqual(['connection_age']);
   });
+
+  it('a session the policy keeps is decided by it: a catch-all below never kills what the pool policy kept', () => {
+    const web = Array.from({ length: 5 }, (_, i) => session({ application: 'web', idleFor: 120 + i }));
+    const other = session({ application: 'batch', idleFor: 120 });
+    const ds = run([...web, other], [
+      { name: 'pools', maxIdle: '1m', keepIdle: 2, match: { applications: ['web'] } },
+      { name: 'catch-all', maxIdle: '30s' },
+    ]);
+    // the 3 oldest web sessions by the pool policy, the batch one by the catch-all; the 2 kept live
+    expect(ds.map((d) => [d.session.pid, d.policy])).toEqual([
+      [web[4]!.pid, 'pools'],
+      [web[3]!.pid, 'pools'],
+      [web[2]!.pid, 'pools'],
+      [other.pid, 'catch-all'],
+    ]);
+    // kept while still under the pool's maxIdle too: the pool policy decides, it keeps them
+    const fresh = [session({ application: 'web', idleFor: 40 }), session({ application: 'web', idleFor: 45 })];
+    expect(run(fresh, [{ name: 'pools', maxIdle: '1m', keepIdle: 2, match: { applications: ['web'] } }, { name: 'catch-all', maxIdle: '30s' }])).toEqual([]);
+    // as a session held by a policy's `when` is: that policy decides, the walk ends there
+    const held = run([session({ idleFor: 120 })], [{ name: 'pressure', maxIdle: '1m', when: { connectionsAbove: 50 } }, { name: 'catch-all', maxIdle: '30s' }]);
+    expect(held.map((d) => [d.policy, d.held])).toEqual([['pressure', true]]);
+  });
 });
 
 describe('terminateAfter: escalation without memory', () => {
@@ -98,6 +120,42 @@ describe('when: { connectionsAbove }', () => {
     const ds = run(sessions, [{ name: 'pressure', maxIdle: '1s', when: { connectionsAbove: '10%' } }]); // 9.7: 13 → 9
     expect(acted(ds)).toEqual(sessions.slice(-4).reverse().map((s) => s.pid));
     expect(acted(run(sessions, [{ name: 'pressure', maxIdle: '1s', when: { connectionsAbove: 10 } }]))).toHaveLength(3);
+  });
+
+  it('counts only what will be signalled: the capped matches of another policy free no connection', () => {
+    // 10 sessions + ours = 11 connections, threshold 5; `capped` matches 5 with a cap of 1
+    const capped = Array.from({ length: 5 }, (_, i) => session({ application: 'batch', idleFor: 1000 + i }));
+    const pressure = Array.from({ length: 5 }, (_, i) => session({ application: 'web', idleFor: 100 + i }));
+    const ds = run([...capped, ...pressure], [
+      { name: 'capped', maxIdle: '1m', maxActionsPerRun: 1, match: { applications: ['batch'] } },
+      { name: 'pressure', maxIdle: '1s', when: { connectionsAbove: 5 }, match: { applications: ['web'] } },
+    ]);
+    const signalled = ds.filter((d) => !d.held && !d.capped);
+    expect(signalled.filter((d) => d.policy === 'capped')).toHaveLength(1);
+    expect(ds.filter((d) => d.capped)).toHaveLength(4);
+    // 11 - 1 = 10 > 5: all 5 pressure matches go, 5 connections left
+    expect(signalled.filter((d) => d.policy === 'pressure').map((d) => d.session.pid)).toEqual(pressure.map((s) => s.pid).reverse());
+    expect(11 - signalled.length).toBe(5);
+  });
+
+  it('nor do dry-run, denied or held decisions; a when policy acts within the slots the caps leave', () => {
+    const sessions = Array.from({ length: 10 }, (_, i) => session({ application: 'web', idleFor: 100 + i }));
+    const denied = Array.from({ length: 3 }, (_, i) => session({ application: 'admin', idleFor: 5000 + i, canSignal: false, superuser: true }));
+    const dry = Array.from({ length: 3 }, (_, i) => session({ application: 'dry', idleFor: 4000 + i }));
+    // 16 sessions + ours = 17, threshold 14: neither the denied nor the dry-run ones free a slot, so 3 web ones go
+    const ds = run([...sessions, ...denied, ...dry], [
+      { name: 'admin', maxIdle: '1m', match: { applications: ['admin'] } },
+      { name: 'dry', maxIdle: '1m', dryRun: true, match: { applications: ['dry'] } },
+      { name: 'pressure', maxIdle: '1s', when: { connectionsAbove: 14 }, match: { applications: ['web'] } },
+    ]);
+    expect(acted(ds.filter((d) => d.policy === 'pressure'))).toEqual(sessions.slice(-3).reverse().map((s) => s.pid));
+    // a target cap of 2: the other policies' decisions take their slots first, the pressure policy the rest
+    const capped = run([...sessions, session({ application: 'batch', idleFor: 9000 })], [
+      { name: 'batch', maxIdle: '1m', match: { applications: ['batch'] } },
+      { name: 'pressure', maxIdle: '1s', when: { connectionsAbove: 5 }, match: { applications: ['web'] } },
+    ], { maxActionsPerRun: 2 });
+    expect(capped.filter((d) => !d.capped && !d.held).map((d) => d.policy)).toEqual(['batch', 'pressure']);
+    expect(capped.filter((d) => d.capped).every((d) => d.policy === 'pressure')).toBe(true);
   });
 
   it('terminations by other policies in the same run count', () => {
