@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { formatProblem, loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { AdvisoryLease } from '../coord/advisory-lease.js';
+import { LeaseHeartbeat } from '../coord/lease-heartbeat.js';
 import { targetKey } from '../coord/lock-key.js';
 import { openTarget, type TargetDb } from '../db/target.js';
 import { startHttpServer, WebConfigError, type HttpServer } from '../http/server.js';
@@ -49,8 +50,9 @@ interface TargetState {
   name: string;
   db: TargetDb;
   policies: CompiledPolicy[];
-  /** With coordination: the target's advisory lock. */
+  /** With coordination: the target's advisory lock, and what keeps its hold confirmed between runs. */
   lease?: AdvisoryLease;
+  heartbeat?: LeaseHeartbeat;
 }
 
 interface Generation {
@@ -97,7 +99,7 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
   const runOne = async (gen: Generation, name: string): Promise<void> => {
     const t = gen.targets.get(name)!;
     const c = gen.config;
-    const report = await runTarget(settingsFor(c, name, t.policies), systemDeps(t.db, t.lease && ((db, connection) => t.lease!.hold(db, connection)), ledger(name)));
+    const report = await runTarget(settingsFor(c, name, t.policies), systemDeps(t.db, t.lease, ledger(name)));
     try {
       const { quietFailure } = watch.observe(report);
       logRun(logger, report, c.logQueryText, quietFailure);
@@ -118,7 +120,7 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
           const policies = compilePolicies(config, t.name);
           const db = open(t, { applicationName: config.applicationName, onError: (error) => logger.warn({ target: t.name, error }, 'idle connection closed') });
           const lease = config.coordination.mode === 'advisory-lock' ? new AdvisoryLease(config.coordination.lockKey, targetKey(t.name), config.coordination.leaseTimeout) : undefined;
-          targets.set(t.name, { name: t.name, db, policies, ...(lease ? { lease } : {}) });
+          targets.set(t.name, { name: t.name, db, policies, ...(lease ? { lease, heartbeat: new LeaseHeartbeat(lease, db) } : {}) });
         } catch (err) {
           throw new Error(`target ${t.name}: ${describeError(err)}`);
         }
@@ -144,8 +146,9 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
   const activate = (g: Generation): void => {
     for (const t of g.targets.values()) {
       if (t.policies.length === 0) logger.warn({ target: t.name }, 'no policy applies to this target: it is only monitored');
-      initTargetSeries(metrics, t.name, t.policies);
+      initTargetSeries(metrics, t.name, t.policies, { leading: t.lease && (() => t.lease!.fresh()), scheduleInterval: () => g.scheduler.intervalSeconds(t.name) });
       initSafetySeries(metrics, t.name, g.config.budget, t.policies);
+      t.heartbeat?.start();
     }
     g.scheduler.start();
     // every target runs once at start (spread over at most 2 s), not only at its first trigger:
@@ -156,6 +159,7 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
   };
 
   const retire = async (gen: Generation): Promise<void> => {
+    for (const t of gen.targets.values()) t.heartbeat?.stop();
     const clean = await gen.scheduler.stop(gen.config.shutdownTimeout);
     if (!clean) logger.warn('shutdownTimeout passed with a run still in flight; closing its connection');
     await Promise.all([...gen.targets.values()].map((t) => t.db.close().catch(() => undefined)));
@@ -211,7 +215,7 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
       await retire(old);
       for (const name of old.targets.keys()) {
         if (next.targets.some((t) => t.name === name)) continue;
-        await dropTargetSeries(metrics, name);
+        dropTargetSeries(metrics, name);
         watch.forget(name);
         ledgers.delete(name);
       }

@@ -45,10 +45,13 @@ export class Scheduler {
   private stopped = false;
   private readonly random: () => number;
   private readonly now: () => number;
+  private readonly intervals = new Map<string, number | undefined>();
+  private readonly byName: Map<string, ScheduledTarget>;
 
   constructor(private readonly opts: SchedulerOptions) {
     this.random = opts.random ?? Math.random;
     this.now = opts.now ?? Date.now;
+    this.byName = new Map(opts.targets.map((t) => [t.name, t]));
   }
 
   /** Number of croner jobs (one per distinct pattern and time zone). */
@@ -136,6 +139,19 @@ export class Scheduler {
     return this.jobs.every((j) => j.cron.isRunning() && j.due !== null && now <= j.due + LATE_MS);
   }
 
+  /**
+   * The longest time between two triggers of the target's schedule, in seconds (undefined for a
+   * schedule that fires fewer than twice more): what PgReaperRunsStalled judges lateness by.
+   * Computed on first use and kept per pattern.
+   */
+  intervalSeconds(target: string): number | undefined {
+    const t = this.byName.get(target);
+    if (!t) return undefined;
+    const key = `${t.pattern}\u0000${t.timezone ?? ''}`;
+    if (!this.intervals.has(key)) this.intervals.set(key, longestGapSeconds(t.pattern, t.timezone));
+    return this.intervals.get(key);
+  }
+
   nextRun(): Date | null {
     const next = this.jobs.map((j) => j.cron.nextRun()).filter((d): d is Date => d !== null);
     return next.length ? new Date(Math.min(...next.map((d) => d.getTime()))) : null;
@@ -164,4 +180,17 @@ export class Scheduler {
       clearTimeout(timer);
     }
   }
+}
+
+/**
+ * The longest gap between consecutive triggers among the next `count` of a pattern, in seconds.
+ * 24 triggers see a weekday schedule's weekend and a monthly one's longest month.
+ */
+export function longestGapSeconds(pattern: string, timezone?: string, count = 24, from?: Date): number | undefined {
+  const cron = new Cron(pattern, { mode: '5-or-6-parts', paused: true, ...(timezone ? { timezone } : {}) });
+  const runs = cron.nextRuns(count, from);
+  cron.stop();
+  let longest: number | undefined;
+  for (let i = 1; i < runs.length; i++) longest = Math.max(longest ?? 0, (runs[i]!.getTime() - runs[i - 1]!.getTime()) / 1000);
+  return longest;
 }

@@ -3,7 +3,7 @@ import type { ConnectionOptions } from 'node:tls';
 import pg from 'pg';
 import { parseConnInfo, type SslMode } from '../config/conninfo.js';
 import type { TargetConfig } from '../config/schema.js';
-import { describeError, registerSecret } from '../util/errors.js';
+import { describeError, registerSecret, sqlState } from '../util/errors.js';
 import type { Db } from './db.js';
 
 // One connection pool per target. Every connection carries our application_name (so no replica
@@ -156,8 +156,7 @@ export function openTarget(t: TargetConfig, opts: TargetOptions): TargetDb {
       try {
         return (await client.query<R>(sql, params as unknown[] | undefined)).rows;
       } catch (err) {
-        const code = (err as { code?: unknown }).code;
-        if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) state.broken = err as Error;
+        if (sqlState(err) === undefined) state.broken = err as Error;
         throw err;
       }
     },

@@ -1,7 +1,8 @@
 import { stateLabel, STATE_LABELS, type Privileges, type Snapshot } from '../db/session.js';
 import type { Logger } from '../log/logger.js';
-import type { Metrics } from '../metrics/metrics.js';
+import { countAction, dropRunSeries, targetSeries, type Metrics } from '../metrics/metrics.js';
 import { formatDuration } from '../config/duration.js';
+import { PROTECTION_KINDS } from '../plan/protect.js';
 import type { BudgetState } from './budget.js';
 import type { ActionResult } from './outcome.js';
 import type { RunReport } from './run-target.js';
@@ -128,14 +129,22 @@ export function recordRun(m: Metrics, report: RunReport): void {
   const snap = report.snapshot;
   // a replica standing by reached the server too
   m.targetUp.set({ target }, snap || report.standby ? 1 : 0);
-  m.leader.set({ target }, snap ? 1 : 0);
-  if (!snap) return;
+  for (const r of report.results) {
+    const d = r.decision;
+    countAction(m, { target, policy: d.policy, reason: d.reason, action: d.action, outcome: r.outcome });
+  }
+  const t = targetSeries(m, target);
+  t.acted = snap !== undefined;
+  // what the run read on the target: only from the replica that leads it (see metrics.ts)
+  if (!snap) {
+    dropRunSeries(m, target);
+    return;
+  }
   const info = targetInfoLabels(target, snap);
-  const before = m.infoSeen.get(target);
-  if (!before || JSON.stringify(before) !== JSON.stringify(info)) {
-    if (before) m.targetInfo.remove(before);
+  if (!t.info || JSON.stringify(t.info) !== JSON.stringify(info)) {
+    if (t.info) m.targetInfo.remove(t.info);
     m.targetInfo.set(info, 1);
-    m.infoSeen.set(target, info);
+    t.info = info;
   }
 
   // from the server's aggregates: every client session, whether it came as a row or not
@@ -151,30 +160,23 @@ export function recordRun(m: Metrics, report: RunReport): void {
   m.blockedSessions.set({ target }, snap.waiting);
   m.connections.set({ target }, snap.clients + 1);
   m.maxConnections.set({ target }, snap.clientSlots);
-  for (const [state, age] of ages) m.maxStateAge.set({ target, state }, age);
 
-  // matched: every session that broke a policy, acted on or held (when: below its threshold)
+  // matched: every session that broke a policy, acted on or held (when: below its threshold);
+  // (policy, reason) pairs of the config that matched nothing are 0, as are those of earlier runs
   const matched = new Map<string, number>();
+  for (const key of t.matched) matched.set(key, 0);
+  for (const labels of t.actions.values()) matched.set(`${labels.policy}\u0000${labels.reason}`, 0);
   for (const d of report.decisions ?? []) {
     const key = `${d.policy}\u0000${d.reason}`;
     matched.set(key, (matched.get(key) ?? 0) + 1);
   }
-  for (const r of report.results) {
-    const d = r.decision;
-    m.actions.inc({ target, policy: d.policy, reason: d.reason, action: d.action, outcome: r.outcome });
-  }
-  setMatched(m, target, matched);
-  for (const [kind, n] of Object.entries(report.protected ?? {})) m.sessionsProtected.set({ target, kind }, n);
-  for (const b of report.budget ?? []) m.budgetExhausted.set({ target, policy: b.policy }, b.exhausted ? 1 : 0);
-}
-
-// matched_sessions describes the last run: series from earlier runs go back to 0.
-function setMatched(m: Metrics, target: string, counts: Map<string, number>): void {
-  const seen = m.matchedSeen.get(target) ?? new Set<string>();
-  m.matchedSeen.set(target, seen);
-  for (const key of new Set([...seen, ...counts.keys()])) {
+  for (const [key, n] of matched) {
     const [policy, reason] = key.split('\u0000') as [string, string];
-    m.matched.set({ target, policy, reason }, counts.get(key) ?? 0);
-    seen.add(key);
+    m.matched.set({ target, policy, reason }, n);
+    t.matched.add(key);
   }
+  for (const kind of PROTECTION_KINDS) m.sessionsProtected.set({ target, kind }, report.protected?.[kind] ?? 0);
+  const exhausted = new Map((report.budget ?? []).map((b) => [b.policy, b.exhausted]));
+  for (const policy of t.budgets) m.budgetExhausted.set({ target, policy }, exhausted.get(policy) ? 1 : 0);
+  t.exporting = true;
 }

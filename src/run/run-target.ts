@@ -64,13 +64,23 @@ export function settingsFor(config: Config, target: string, policies: readonly C
   };
 }
 
-/** The real clocks and timer; a target's pool is held for the whole run. */
-export function systemDeps(db: Db | TargetDb, lead?: RunDeps['lead'], budget?: BudgetLedger): RunDeps {
+/** Leadership of a target among replicas (coord/advisory-lease.ts). */
+export interface Lease {
+  /** May this connection act (it holds the target's lock, taking it now if free)? */
+  hold(db: Db, connection: object): Promise<boolean>;
+  /** The connection's statements, each answer confirming the hold. */
+  track(db: Db, connection: object): Db;
+}
+
+/** The real clocks and timer; a target's pool is held for the whole run; with a lease, only its holder acts. */
+export function systemDeps(db: Db | TargetDb, lease?: Lease, budget?: BudgetLedger): RunDeps {
+  const hold: RunDeps['hold'] | undefined =
+    'withConnection' in db ? (lease ? (fn) => db.withConnection((c, connection) => fn(lease.track(c, connection), connection)) : db.withConnection) : undefined;
   return {
     db,
     ...(budget ? { budget } : {}),
-    ...('withConnection' in db ? { hold: db.withConnection } : {}),
-    ...(lead ? { lead } : {}),
+    ...(hold ? { hold } : {}),
+    ...(lease ? { lead: (c: Db, connection: object) => lease.hold(c, connection) } : {}),
     wallClock: Date.now,
     monotonic: () => performance.now(),
     sleep: (ms) => sleep(ms),

@@ -19,6 +19,13 @@ export function redact(text: string): string {
 export function describeError(err: unknown): string {
   const e = err as { message?: string; code?: string } | undefined;
   const message = e?.message ?? String(err);
-  const code = typeof e?.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) ? ` (SQLSTATE ${e.code})` : '';
+  const state = sqlState(err);
+  const code = state ? ` (SQLSTATE ${state})` : '';
   return redact(message + code);
+}
+
+/** The SQLSTATE of a server error; undefined for anything else (a dropped socket, a client-side timeout). */
+export function sqlState(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
 }

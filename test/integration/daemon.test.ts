@@ -176,7 +176,7 @@ describe('daemon', () => {
     }
   });
 
-  it('a reload swaps targets and policies and drops the series of a removed target', async () => {
+  it('a reload swaps targets and policies and drops the series of a removed target and of removed policies', async () => {
     const tag = unique('t-reload');
     const base = {
       schedule: '0 0 1 1 *',
@@ -186,7 +186,10 @@ describe('daemon', () => {
     const main = { name: 'main', connectionString: urlFor({ user: reaper }) };
     daemon = await startDaemon(validateConfig({ ...base, targets: [main, { name: 'old', host: '127.0.0.1', port: 1, connectTimeout: '1s' }] }), { logger: createLogger('silent'), version: 'test' });
     await daemon.startupRuns();
-    expect((await get(daemon.http.port, '/metrics')).body).toContain('pg_reaper_target_up{target="old"} 0');
+    const first = (await get(daemon.http.port, '/metrics')).body;
+    expect(first).toContain('pg_reaper_target_up{target="old"} 0');
+    expect(first).toContain('pg_reaper_actions_total{target="main",policy="idle",reason="idle",action="terminate",outcome="terminated"} 0');
+    expect(first).toContain('pg_reaper_matched_sessions{target="main",policy="idle",reason="idle"} 0');
 
     await daemon.reload(validateConfig({ ...base, targets: [main], policies: [{ name: 'idle-v2', maxIdle: '300ms', match: { applications: [`${tag}-*`] } }] }));
     await daemon.startupRuns();
@@ -198,6 +201,10 @@ describe('daemon', () => {
     expect((await report).results.map((r) => [r.decision.policy, r.outcome])).toEqual([['idle-v2', 'terminated']]);
     const body = (await get(daemon.http.port, '/metrics')).body;
     expect(body).not.toContain('target="old"');
+    // the removed policy's series are gone; the new one's exist from the reload (terminated is 1 now)
+    expect(body).not.toContain('policy="idle"');
+    expect(body).toContain('pg_reaper_actions_total{target="main",policy="idle-v2",reason="idle",action="terminate",outcome="terminated"} 1');
+    expect(body).toContain('pg_reaper_actions_total{target="main",policy="idle-v2",reason="idle",action="terminate",outcome="failed"} 0');
     expect(body).toContain('pg_reaper_config_last_reload_successful 1');
     expect(daemon.ready()).toBe(true);
   });
