@@ -1,16 +1,15 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureReaperRole, ensureRole, Sessions, unique, urlFor, type TestSession } from '../helpers/pg.js';
+import { leaderOf as leader, startReplica as start } from '../helpers/replica.js';
 
 // Three `pg-reaper run` processes against one server, as three replicas of a Deployment would
 // run, with victims opened continuously for 30 s: each victim is terminated exactly once, there
 // is never more than one leader, and leadership moves on after a SIGKILL and after a graceful stop.
 
-const CLI = join(import.meta.dirname, '../../dist/pg-reaper/cli.js');
 const s = new Sessions();
 let dir: string;
 let reaper: string;
@@ -27,42 +26,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-interface Replica {
-  name: string;
-  child: ChildProcess;
-  lines: Record<string, unknown>[];
-  port: number;
-  exit: Promise<number | null>;
-}
-
-async function startReplica(name: string, file: string): Promise<Replica> {
-  const child = spawn(process.execPath, [CLI, 'run', '-c', file], { env: { ...process.env, REAPER_URL: urlFor({ user: reaper }) }, stdio: ['ignore', 'pipe', 'inherit'] });
-  const lines: Record<string, unknown>[] = [];
-  let partial = '';
-  child.stdout!.on('data', (d: Buffer) => {
-    const parts = (partial + d.toString()).split('\n');
-    partial = parts.pop()!;
-    for (const p of parts) if (p) lines.push(JSON.parse(p) as Record<string, unknown>);
-  });
-  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const deadline = Date.now() + 15_000;
-  while (!lines.some((l) => l.msg?.toString().startsWith('pg-reaper started'))) {
-    if (Date.now() > deadline) throw new Error(`${name} did not start`);
-    await sleep(20);
-  }
-  const port = lines.find((l) => l.msg?.toString().startsWith('pg-reaper started'))!.port as number;
-  return { name, child, lines, port, exit };
-}
-
-/** pg_reaper_leader{target="main"} of a replica, or undefined when it does not answer. */
-async function leader(r: Replica): Promise<number | undefined> {
-  try {
-    const body = await (await fetch(`http://127.0.0.1:${r.port}/metrics`, { signal: AbortSignal.timeout(500) })).text();
-    return Number(/^pg_reaper_leader\{target="main"\} (\d)$/m.exec(body)?.[1]);
-  } catch {
-    return undefined;
-  }
-}
+const startReplica = (name: string, file: string) => start(name, file, { REAPER_URL: urlFor({ user: reaper }) });
 
 describe('three replicas with coordination: advisory-lock', () => {
   it('terminate every victim exactly once, with one leader at any time, through a SIGKILL and a graceful stop of the holder', async () => {
@@ -96,7 +60,7 @@ policies: [{ name: idle, maxIdle: 500ms, match: { applications: ["${tag}-*"] } }
     let scraping = true;
     const scraper = (async () => {
       while (scraping) {
-        const values = await Promise.all([...live].map(leader));
+        const values = await Promise.all([...live].map((r) => leader(r)));
         samples.push({ at: Date.now() - t0, leaders: values.filter((v) => v === 1).length });
         await sleep(200);
       }

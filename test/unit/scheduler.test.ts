@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Scheduler, type ScheduledTarget } from '../../src/daemon/scheduler.js';
+import { longestGapSeconds, Scheduler, type ScheduledTarget } from '../../src/daemon/scheduler.js';
 
 // The scheduler without a database: which runs start, when, and how many at once.
 
@@ -107,5 +107,23 @@ describe('Scheduler', () => {
     expect(await stopping).toBe(true);
     await kicked;
     expect(g.started).toEqual(['t0']);
+  });
+});
+
+describe('the schedule interval (what PgReaperRunsStalled judges lateness by)', () => {
+  const from = new Date('2026-11-23T10:00:00Z'); // a Monday
+  it('is the longest gap between triggers: the period of a regular schedule, the weekend of a weekday one', () => {
+    expect(longestGapSeconds('*/30 * * * * *', 'UTC', 24, from)).toBe(30);
+    expect(longestGapSeconds('* * * * * *', 'UTC', 24, from)).toBe(1);
+    expect(longestGapSeconds('*/5 * * * *', 'UTC', 24, from)).toBe(300);
+    expect(longestGapSeconds('0 9 * * 1-5', 'UTC', 24, from)).toBe(3 * 86_400);
+    expect(longestGapSeconds('0 0 1 * *', 'UTC', 24, from)).toBe(31 * 86_400);
+  });
+
+  it('is kept per pattern and exported per target', () => {
+    const s = new Scheduler({ targets: [{ name: 'a', pattern: '*/30 * * * * *' }, { name: 'b', pattern: '0 * * * *', timezone: 'UTC' }], run: async () => undefined, onOverlap: () => undefined });
+    expect(s.intervalSeconds('a')).toBe(30);
+    expect(s.intervalSeconds('b')).toBe(3600);
+    expect(s.intervalSeconds('nope')).toBeUndefined();
   });
 });
