@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { parse } from 'yaml';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/config/load.js';
@@ -6,8 +7,9 @@ import { startDaemon, type Daemon } from '../../src/daemon/daemon.js';
 import { createLogger } from '../../src/log/logger.js';
 import { ensureReaperRole, Sessions, urlFor } from '../helpers/pg.js';
 
-// Every expression of the Grafana dashboard (deploy/grafana/pg-reaper.json) uses only metric
-// names and labels that the daemon exports: read from a real scrape here, never from a list.
+// Every expression of the Grafana dashboard (deploy/grafana/pg-reaper.json) and of the alert
+// rules uses only metric names and labels that the daemon exports: read from a real scrape here,
+// never from a list.
 
 type Doc = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const DASHBOARD = JSON.parse(readFileSync(join(import.meta.dirname, '../../deploy/grafana/pg-reaper.json'), 'utf8')) as Doc;
@@ -44,9 +46,12 @@ afterAll(async () => {
   await s.end();
 });
 
-const FUNCTIONS = new Set(['sum', 'max', 'min', 'avg', 'count', 'by', 'without', 'rate', 'increase', 'histogram_quantile', 'label_values', 'on', 'ignoring', 'group_left', 'group_right']);
+const FUNCTIONS = new Set(['sum', 'max', 'min', 'avg', 'count', 'by', 'without', 'rate', 'increase', 'histogram_quantile', 'label_values', 'on', 'ignoring', 'group_left', 'group_right', 'absent', 'clamp_min', 'time', 'or', 'and', 'bool']);
 // labels every series gets from Prometheus itself, not from the daemon
 const SCRAPE_LABELS = new Set(['instance', 'job']);
+// series Prometheus makes itself for every scrape target
+const SCRAPE_SERIES = new Map([['up', new Set(['instance', 'job'])]]);
+const RULES = parse(readFileSync(join(import.meta.dirname, '../../deploy/prometheus/pg-reaper.rules.yaml'), 'utf8')) as Doc;
 
 /** Each expression of the dashboard: panel queries and template variable queries. */
 function expressions(): { where: string; expr: string }[] {
@@ -62,14 +67,15 @@ function problems(expr: string): string[] {
   const text = expr.replace(/"[^"]*"/g, '""').replace(/\[[^\]]*\]/g, '').replace(/\b(by|without)\s*\([^)]*\)/g, '').replace(/\{[^}]*\}/g, '');
   const metrics = [...text.matchAll(/\b([a-z_][a-z0-9_]*)\b(?!\s*\()/g)].map((m) => m[1]!).filter((n) => n.includes('_') && !FUNCTIONS.has(n));
   const used = new Set<string>();
-  for (const name of metrics) {
-    if (!exported.has(name)) found.push(`metric ${name} is not exported`);
-    for (const l of exported.get(name) ?? []) used.add(l);
+  const labelsOf = (name: string) => SCRAPE_SERIES.get(name) ?? exported.get(name);
+  for (const name of [...metrics, ...[...expr.matchAll(/\b(up)\{/g)].map((m) => m[1]!)]) {
+    if (!labelsOf(name)) found.push(`metric ${name} is not exported`);
+    for (const l of labelsOf(name) ?? []) used.add(l);
   }
   // label matchers: metric{label=...}
   for (const m of expr.matchAll(/([a-z_][a-z0-9_]*)\{([^}]*)\}/g)) {
     for (const l of m[2]!.matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)/g)) {
-      if (!exported.get(m[1]!)?.has(l[1]!)) found.push(`${m[1]} has no label ${l[1]}`);
+      if (!labelsOf(m[1]!)?.has(l[1]!) && !SCRAPE_LABELS.has(l[1]!)) found.push(`${m[1]} has no label ${l[1]}`);
     }
   }
   // by (...) / without (...) and label_values(..., label)
@@ -85,6 +91,13 @@ describe('the Grafana dashboard', () => {
   it('uses only metric names and labels that a real scrape of the daemon has', () => {
     expect(exported.size).toBeGreaterThan(20);
     const bad = expressions().flatMap(({ where, expr }) => problems(expr).map((p) => `${where}: ${p} (${expr})`));
+    expect(bad).toEqual([]);
+  });
+
+  it('so do the alert rules', () => {
+    const rules = (RULES.groups as Doc[]).flatMap((g) => g.rules as Doc[]);
+    expect(rules.length).toBeGreaterThan(5);
+    const bad = rules.flatMap((r) => problems(r.expr as string).map((p) => `alert ${r.alert}: ${p} (${r.expr})`));
     expect(bad).toEqual([]);
   });
 
