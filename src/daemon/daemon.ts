@@ -11,6 +11,7 @@ import type { Logger } from '../log/logger.js';
 import { createMetrics, dropTargetSeries, initSafetySeries, initTargetSeries, type Metrics } from '../metrics/metrics.js';
 import { compilePolicies, type CompiledPolicy } from '../policy/compile.js';
 import { BudgetLedger } from '../run/budget.js';
+import { DeniedSessions } from '../run/denied-sessions.js';
 import { logRun, recordRun } from '../run/report.js';
 import { TargetWatch } from '../run/target-watch.js';
 import { runTarget, settingsFor, systemDeps, type RunReport } from '../run/run-target.js';
@@ -94,13 +95,15 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
   // each target's budget ledger, for the daemon's whole life: a reload does not reset it
   const ledgers = new Map<string, BudgetLedger>();
   const ledger = (target: string) => ledgers.get(target) ?? ledgers.set(target, new BudgetLedger()).get(target)!;
+  const denied = new DeniedSessions();
   let stopping = false;
 
   const runOne = async (gen: Generation, name: string): Promise<void> => {
     const t = gen.targets.get(name)!;
     const c = gen.config;
-    const report = await runTarget(settingsFor(c, name, t.policies), systemDeps(t.db, t.lease, ledger(name)));
+    const report = await runTarget({ ...settingsFor(c, name, t.policies), watch: denied.watch(name) }, systemDeps(t.db, t.lease, ledger(name)));
     try {
+      denied.observe(report);
       const { quietFailure } = watch.observe(report);
       logRun(logger, report, c.logQueryText, quietFailure);
       recordRun(metrics, report);
@@ -218,6 +221,7 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
         dropTargetSeries(metrics, name);
         watch.forget(name);
         ledgers.delete(name);
+        denied.forget(name);
       }
       logger.level = next.logLevel;
       applyHttp();

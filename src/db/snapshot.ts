@@ -5,9 +5,10 @@ import type { Session, Snapshot } from './session.js';
 // metrics need about every client backend but our own (counts and the oldest age per state,
 // connections, lock waits: aggregated on the server), and a full row only for the sessions some
 // policy could act on: those past the smallest threshold of each reason, lock waiters and the
-// sessions blocking them, every idle session when keepIdle needs whole pools, and the sessions
-// protected as backups or maintenance (so they are counted however young). With no filter
-// (debug's why-not lines, check --connect, tests) every session comes as a row.
+// sessions blocking them, every idle session when keepIdle needs whole pools, the sessions
+// protected as backups or maintenance (so they are counted however young), and the sessions a
+// run asks to watch. With no filter (debug's why-not lines, check --connect, tests) every
+// session comes as a row.
 // Without pg_read_all_stats other roles' rows show NULL in backend_type (and state and times):
 // they are counted as state unknown and never judged. What such a row still shows is its role
 // and its database: a client backend always has both, while background processes have no role
@@ -69,7 +70,8 @@ rows AS (
       -- protected sessions always come as rows, so that they are counted however old they are
       OR c.pid IN (SELECT m.pid FROM maintenance m WHERE m.kind IS NOT NULL)
       OR c.application_name = ANY($10::text[])
-      OR EXISTS (SELECT 1 FROM unnest($11::text[]) p WHERE starts_with(c.application_name, p)))
+      OR EXISTS (SELECT 1 FROM unnest($11::text[]) p WHERE starts_with(c.application_name, p))
+      OR c.pid = ANY($12::int[]))
 )
 SELECT extract(epoch FROM me.now)::float8 * 1000 AS now_ms, me.pid AS self_pid,
        me.superuser AS self_superuser, me.signal_backend AS self_signal_backend, me.read_all_stats AS self_read_all_stats,
@@ -165,13 +167,18 @@ export interface SnapshotFilter {
 
 const ms = (n: number) => (Number.isFinite(n) ? n : null);
 
-/** `maintenance` (default true): recognise maintenance statements (protect.maintenance). */
-export async function readSnapshot(db: Db, opts: { withQuery: boolean; filter?: SnapshotFilter | undefined; maintenance?: boolean }): Promise<Snapshot> {
+/**
+ * `maintenance` (default true): recognise maintenance statements (protect.maintenance). `watch`:
+ * pids sent as rows whatever the filter, to learn whether those sessions still live (the sessions
+ * already reported as denied, which are not reported again while they do).
+ */
+export async function readSnapshot(db: Db, opts: { withQuery: boolean; filter?: SnapshotFilter | undefined; maintenance?: boolean; watch?: readonly number[] | undefined }): Promise<Snapshot> {
   const f = opts.filter;
   const backups = f ? [f.backupNames, f.backupPrefixes] : [[], []];
+  const watch = opts.watch ?? [];
   const params = f
-    ? [false, ms(f.idleMs), ms(f.idleInTransactionMs), ms(f.queryMs), ms(f.transactionMs), ms(f.connectionMs), f.allIdle, f.locks, opts.maintenance ?? true, ...backups]
-    : [true, null, null, null, null, null, false, true, opts.maintenance ?? true, ...backups];
+    ? [false, ms(f.idleMs), ms(f.idleInTransactionMs), ms(f.queryMs), ms(f.transactionMs), ms(f.connectionMs), f.allIdle, f.locks, opts.maintenance ?? true, ...backups, watch]
+    : [true, null, null, null, null, null, false, true, opts.maintenance ?? true, ...backups, watch];
   const rows = await db.query<Row>(opts.withQuery ? SQL_WITH_QUERY : SQL_PLAIN, params);
   const first = rows[0];
   if (!first) throw new Error('snapshot query returned no row: is the connected role visible in pg_roles?');

@@ -8,6 +8,8 @@ export interface ActionResult {
   outcome: Outcome;
   /** Error text for `failed` (logged, never a metric label). */
   error?: string;
+  /** `denied` again for a session already reported denied at an earlier run: logged at debug, not counted. */
+  repeated?: boolean;
 }
 
 // Which decisions an outcome can come of: those of one action only (a cancel is never

@@ -39,17 +39,19 @@ export function actionFields(r: ActionResult, logQueryText: boolean): Record<str
   };
 }
 
+/** Outcomes of a run, those reported at an earlier run (repeated) left out. */
 export function outcomeCounts(results: readonly ActionResult[]): Record<string, number> {
   const counts: Record<string, number> = {};
-  for (const r of results) counts[r.outcome] = (counts[r.outcome] ?? 0) + 1;
+  for (const r of results) if (!r.repeated) counts[r.outcome] = (counts[r.outcome] ?? 0) + 1;
   return counts;
 }
 
 /** The run's log lines. `quietFailure`: a failed run's line goes to debug (its target is already reported down). */
 export function logRun(logger: Logger, report: RunReport, logQueryText: boolean, quietFailure = false): void {
   for (const r of report.results) {
-    const level = r.outcome === 'denied' || r.outcome === 'failed' ? 'warn' : 'info';
-    logger[level](actionFields(r, logQueryText), `${r.outcome} ${r.decision.reason} session`);
+    // a session denied at an earlier run too: said once at warn, then only at debug
+    const level = r.repeated ? 'debug' : r.outcome === 'denied' || r.outcome === 'failed' ? 'warn' : 'info';
+    logger[level]({ ...actionFields(r, logQueryText), ...(r.repeated ? { repeated: true } : {}) }, `${r.outcome} ${r.decision.reason} session${r.repeated ? ' (as at an earlier run)' : ''}`);
   }
   for (const b of report.budget ?? []) if (b.change) logger.warn(budgetFields(report.target, b), budgetMessage(b));
   for (const n of report.notActedOn ?? []) {
@@ -130,6 +132,7 @@ export function recordRun(m: Metrics, report: RunReport): void {
   // a replica standing by reached the server too
   m.targetUp.set({ target }, snap || report.standby ? 1 : 0);
   for (const r of report.results) {
+    if (r.repeated) continue;
     const d = r.decision;
     countAction(m, { target, policy: d.policy, reason: d.reason, action: d.action, outcome: r.outcome });
   }

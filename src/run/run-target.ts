@@ -31,6 +31,8 @@ export interface RunSettings {
   protect: Protect;
   /** The target's own budget; null: off. Policies carry theirs. */
   budget: Budget | null;
+  /** Pids the snapshot sends as rows whatever the filter (sessions already reported as denied). */
+  watch?: readonly number[];
 }
 
 export interface RunDeps {
@@ -131,6 +133,7 @@ export async function runTarget(settings: RunSettings, deps: RunDeps): Promise<R
         withQuery: settings.logQueryText,
         filter: settings.explain ? undefined : snapshotFilter(settings.policies, settings.protect),
         maintenance: settings.protect.maintenance,
+        watch: settings.watch,
       });
     } finally {
       timings.snapshotMs = deps.monotonic() - started;

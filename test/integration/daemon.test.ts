@@ -176,6 +176,43 @@ describe('daemon', () => {
     }
   });
 
+  it('a denied session is logged at warn and counted once while it lives, even when it is busy for a while in between; a new one is counted again', async () => {
+    const tag = unique('t-denied');
+    const log = captureLog();
+    // superuser sessions: a non-superuser reaper may not signal them
+    const su1 = await s.session({ application: `${tag}-su1` });
+    const su2 = await s.session({ application: `${tag}-su2` });
+    await s.agedOver(su1.pid, 1000);
+    await s.agedOver(su2.pid, 1000);
+    daemon = await startDaemon(
+      validateConfig({ schedule: '0 0 1 1 *', http: { host: '127.0.0.1', port: 0 }, targets: [{ name: 'main', connectionString: urlFor({ user: reaper }) }], policies: [{ name: 'idle', maxIdle: '1s', match: { applications: [`${tag}-*`] } }] }),
+      { logger: createLogger('info', log.stream), version: 'test' },
+    );
+    await daemon.startupRuns();
+    for (let i = 0; i < 3; i++) await daemon.runNow('main');
+    // su2 runs a statement: at the next run it is no candidate (idle under 1s), and still lives
+    await su2.client.query('SELECT 1');
+    await daemon.runNow('main');
+    await s.agedOver(su2.pid, 1000);
+    await daemon.runNow('main');
+    const denied = () => log.lines.filter((l) => l.outcome === 'denied' && l.level === 'warn').map((l) => l.pid);
+    const counted = async () => Number(/^pg_reaper_actions_total\{target="main",policy="idle",reason="idle",action="terminate",outcome="denied"\} (\d+)$/m.exec((await get(daemon!.http.port, '/metrics')).body)?.[1]);
+    expect(denied().sort()).toEqual([su1.pid, su2.pid].sort());
+    expect(await counted()).toBe(2);
+    // the run lines count only what is new
+    expect(log.lines.filter((l) => l.msg === 'run finished').map((l) => (l.actions as Record<string, number>).denied ?? 0)).toEqual([2, 0, 0, 0, 0, 0]);
+
+    // su1 ends; a new superuser session that breaks the policy is reported
+    await su1.client.end();
+    const su3 = await s.session({ application: `${tag}-su3` });
+    await s.agedOver(su3.pid, 1000);
+    await daemon.runNow('main');
+    await daemon.runNow('main');
+    expect(denied().sort()).toEqual([su1.pid, su2.pid, su3.pid].sort());
+    expect(await counted()).toBe(3);
+    expect(await s.alive([su2.pid, su3.pid])).toEqual(new Set([su2.pid, su3.pid]));
+  });
+
   it('a reload swaps targets and policies and drops the series of a removed target and of removed policies', async () => {
     const tag = unique('t-reload');
     const base = {
