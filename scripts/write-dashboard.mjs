@@ -1,6 +1,10 @@
 // npm run deploy:dashboard: deploy/grafana/pg-reaper.json, the Grafana dashboard, from the panel
 // list below (one place to read what it shows). test/integration/dashboard.test.ts checks every
-// expression against a real scrape of the daemon.
+// expression against a real scrape of the daemon; test/integration/replica-signals.test.ts
+// evaluates them with promtool over two replicas through a failover.
+// With several replicas: what the last run read on a target (sessions, ages, connections, lock
+// waits, matches, target_info) comes from the replica that leads it only, so sum/max over
+// replicas are right; counters and run metrics come from every replica, standbys included.
 import { writeFileSync } from 'node:fs';
 
 const sel = (extra = '') => `{target=~"$target"${extra}}`;
@@ -71,7 +75,7 @@ const dashboard = {
     list: [
       { name: 'datasource', label: 'Data source', type: 'datasource', query: 'prometheus', current: {}, hide: 0 },
       { name: 'target', label: 'Target', type: 'query', datasource: { type: 'prometheus', uid: '${datasource}' }, query: { query: 'label_values(pg_reaper_target_up, target)', refId: 'target' }, definition: 'label_values(pg_reaper_target_up, target)', includeAll: true, multi: true, allValue: '.*', refresh: 2, current: {}, hide: 0 },
-      { name: 'policy', label: 'Policy', type: 'query', datasource: { type: 'prometheus', uid: '${datasource}' }, query: { query: 'label_values(pg_reaper_matched_sessions{target=~"$target"}, policy)', refId: 'policy' }, definition: 'label_values(pg_reaper_matched_sessions{target=~"$target"}, policy)', includeAll: true, multi: true, allValue: '.*', refresh: 2, current: {}, hide: 0 },
+      { name: 'policy', label: 'Policy', type: 'query', datasource: { type: 'prometheus', uid: '${datasource}' }, query: { query: 'label_values(pg_reaper_actions_total{target=~"$target"}, policy)', refId: 'policy' }, definition: 'label_values(pg_reaper_actions_total{target=~"$target"}, policy)', includeAll: true, multi: true, allValue: '.*', refresh: 2, current: {}, hide: 0 },
     ],
   },
   annotations: { list: [] },
