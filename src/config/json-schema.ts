@@ -53,7 +53,7 @@ export const DESCRIPTIONS: Record<string, string> = {
   coordination: 'How several replicas share the work: one replica acts per target.',
   'coordination.mode': 'none: every replica acts; advisory-lock: only the holder of the target\'s advisory lock acts, the others stand by.',
   'coordination.lockKey': 'First key of the advisory locks (an int4; default FNV-1a of "pg-reaper").',
-  'coordination.leaseTimeout': 'At least 6s: how soon the server ends the lock session of a holder whose host vanished (TCP keepalives on the lock connection).',
+  'coordination.leaseTimeout': 'At least 6s: how soon the server ends the lock session of a holder whose host vanished (TCP keepalives on the lock connection); a holder reports pg_reaper_leader 1 only while its hold was confirmed within the keepalive time (at most this).',
   dryRun: 'Signal nothing anywhere: decisions are logged and counted as would_terminate / would_cancel. Wins over a policy\'s dryRun: false.',
   logLevel: 'fatal, error, warn, info, debug (adds why each session was not acted on) or trace (adds step timings).',
   logFormat: 'json (one object per line) or pretty (one readable line per action and run); default pretty on a terminal, else json.',
