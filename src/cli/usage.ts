@@ -36,8 +36,9 @@ ${EXIT_CODES}
 Validates the config and prints a summary (targets, policies, schedule, what is protected and
 the budgets); every problem is reported as FILE:LINE:COL PATH: message. With --connect it also
 connects to every target and prints, per target, the server version, the reaper's privileges
-and how many client sessions it can see, judge and signal, and how many are protected; it exits
-1 when a target is unreachable or its sessions cannot be read.
+and how many client sessions it can see, judge and signal, and how many are protected, then a
+line with the GRANT for each privilege missing; it exits 1 when a target is unreachable or its
+sessions cannot be read.
 
 Example:
   pg-reaper check -c config.yaml --connect
