@@ -51,8 +51,11 @@ USER root
 RUN chown -R root:root /app/compile-cache && chmod -R a+rX,go-w /app/compile-cache
 USER node
 EXPOSE 9188
+# The health check asks /livez over plain HTTP. With a webConfigFile (TLS or basic auth) give the
+# probes a port of their own (http.probes.port) and point PG_REAPER_HEALTH_URL at it.
+ENV PG_REAPER_HEALTH_URL=http://127.0.0.1:9188/livez
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
-  CMD node -e "fetch('http://127.0.0.1:9188/livez').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"
+  CMD node -e "fetch(process.env.PG_REAPER_HEALTH_URL).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"
 # node runs as PID 1 directly (no shell, no npm), so SIGTERM reaches pg-reaper, which stops
 # cleanly; a 1 MiB young generation keeps the resident set small (BENCHMARKS.md, footprint).
 ENTRYPOINT ["node", "--max-semi-space-size=1", "/app/dist/pg-reaper/cli.js"]

@@ -241,7 +241,8 @@ describe('the runbook and the image', () => {
     const file = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
     expect(/^ARG VERSION=(.+)$/m.exec(file)?.[1]).toBe(version);
     expect(file).toMatch(/^EXPOSE 9188$/m);
-    expect(file).toMatch(new RegExp(`^HEALTHCHECK [\\s\\S]*127\\.0\\.0\\.1:9188${PATHS.live}`, 'm'));
+    expect(file).toMatch(new RegExp(`^ENV PG_REAPER_HEALTH_URL=http://127\\.0\\.0\\.1:9188${PATHS.live}$`, 'm'));
+    expect(file).toMatch(/^HEALTHCHECK [\s\S]*fetch\(process\.env\.PG_REAPER_HEALTH_URL\)/m);
     expect(file).toMatch(/^USER node$/m);
     expect(file).toMatch(/^ENTRYPOINT \["node", "--max-semi-space-size=1", "\/app\/dist\/pg-reaper\/cli\.js"\]$/m);
     expect(file).toMatch(/^ENV [\s\S]*PG_REAPER_CONFIG=\/etc\/pg-reaper\/config\.yaml/m);
