@@ -46,6 +46,7 @@ function fixture(withRules: boolean): { snapshot: Snapshot; config: ReturnType<t
       waitStartMs: null as number | null,
       listener: withRules && i % 97 === 0,
       maintenance: null,
+      queryId: null,
     };
   });
   if (withRules) {

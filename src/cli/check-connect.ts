@@ -1,3 +1,6 @@
+import { classify } from '../audit/problem.js';
+import { openAuditSink, problemContext } from '../audit/sink.js';
+import { auditWhere } from '../audit/where.js';
 import type { Config } from '../config/schema.js';
 import { readSnapshot } from '../db/snapshot.js';
 import { protectedCounts } from '../plan/protect.js';
@@ -20,8 +23,8 @@ export interface ConnectCheck {
 const yesNo = (b: boolean) => (b ? 'yes' : 'no');
 
 export async function checkConnections(config: Config): Promise<ConnectCheck[]> {
-  return Promise.all(
-    config.targets.map(async (t): Promise<ConnectCheck> => {
+  return Promise.all([
+    ...config.targets.map(async (t): Promise<ConnectCheck> => {
       const db = openTarget(t, { applicationName: config.applicationName });
       try {
         const snap = await readSnapshot(db, { withQuery: false, maintenance: config.protect.maintenance });
@@ -43,5 +46,21 @@ export async function checkConnections(config: Config): Promise<ConnectCheck[]> 
         await db.close().catch(() => undefined);
       }
     }),
-  );
+    ...(config.audit ? [checkAudit(config)] : []),
+  ]);
+}
+
+// The audit table: there, with our columns, and ours to insert into (a probe that writes nothing).
+async function checkAudit(config: Config): Promise<ConnectCheck> {
+  const sink = openAuditSink(config);
+  const where = `audit: ${config.audit!.table} on ${auditWhere(config)}`;
+  try {
+    await sink.probe();
+    return { target: 'audit', ok: true, line: `${where}: pg-reaper can insert into it` };
+  } catch (err) {
+    const problem = classify(err, problemContext(config));
+    return { target: 'audit', ok: false, line: `${where}: ${problem.kind === 'away' ? 'UNREACHABLE: ' : ''}${problem.error}${problem.fix ? `; ${problem.fix}` : ''}` };
+  } finally {
+    await sink.close().catch(() => undefined);
+  }
 }

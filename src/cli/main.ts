@@ -1,8 +1,10 @@
+import { performance } from 'node:perf_hooks';
+import { auditWhere } from '../audit/where.js';
 import { formatProblem, loadConfigFile } from '../config/load.js';
 import { formatDuration } from '../config/duration.js';
 import type { Config } from '../config/schema.js';
 import { protectionSummary } from '../plan/protect.js';
-import type { LogFormat } from '../log/logger.js';
+import type { LogFormat, Logger } from '../log/logger.js';
 import { describeError } from '../util/errors.js';
 import { plural } from '../util/plural.js';
 import { VERSION } from '../version.js';
@@ -34,9 +36,10 @@ async function main(argv: string[]): Promise<number> {
   if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}"`);
   // the demo is development tooling: it runs from a checkout (npm run demo) and is not shipped
   if (command === 'demo') throw new UsageError('"demo" runs from a git checkout of pg-reaper, not from the installed program: npm ci && npm run demo');
-  if (!['run', 'check', 'once'].includes(command)) throw new UsageError(`unknown command "${command}"; expected run, check or once`);
+  if (!['run', 'check', 'once', 'audit-init'].includes(command)) throw new UsageError(`unknown command "${command}"; expected run, check, once or audit-init`);
   if ((values['dry-run'] || values.json) && command !== 'once') throw new UsageError('--dry-run and --json only apply to "once"');
   if (values.connect && command !== 'check') throw new UsageError('--connect only applies to "check"');
+  if (values.print && command !== 'audit-init') throw new UsageError('--print only applies to "audit-init"');
   const format = values['log-format'];
   if (format !== undefined && format !== 'json' && format !== 'pretty') throw new UsageError(`--log-format must be json or pretty, got "${format}"`);
 
@@ -63,15 +66,29 @@ async function main(argv: string[]): Promise<number> {
     const effective: Config = values['dry-run'] ? { ...config, dryRun: true } : config;
     const { createLogger, logFormatFor } = await import('../log/logger.js');
     const logger = createLogger(config.logLevel, undefined, logFormatFor(format ?? config.logFormat, process.stderr), 2);
-    const reports = await runOnce(effective, logger);
+    const audit = config.audit ? await startOnceAudit(config, logger) : undefined;
+    const started = performance.now();
+    const reports = await runOnce(effective, logger, audit);
+    // the rows are written before exit, within shutdownTimeout: those that are not make it exit 1
+    const lost = audit ? await audit.writer.stop(Math.max(started + config.shutdownTimeout, performance.now() + 2000)) : 0;
     process.stdout.write(values.json ? formatJsonLines(reports, config.logQueryText) : formatTable(reports));
-    return reports.every((r) => r.ok) ? EXIT_OK : EXIT_FAILED;
+    return reports.every((r) => r.ok) && lost === 0 ? EXIT_OK : EXIT_FAILED;
+  }
+  if (command === 'audit-init') {
+    const { auditInit } = await import('./audit-init.js');
+    return auditInit(config, file, values.print === true, (line) => process.stdout.write(line + '\n'), (line) => process.stderr.write(line + '\n'));
   }
   return runDaemon(config, file, format ?? config.logFormat);
 }
 
+async function startOnceAudit(config: Config, logger: Logger) {
+  const [{ startAuditWriter }, { replicaName }, { hostname }] = await Promise.all([import('../audit/start.js'), import('../audit/row.js'), import('node:os')]);
+  return { writer: startAuditWriter(config, { logger }), replica: replicaName(process.env, hostname) };
+}
+
 function summary(c: Config): string {
-  return `${plural(c.targets.length, 'target')} (${c.targets.map((t) => t.name).join(', ')}), ${plural(c.policies.length, 'policy')} (${c.policies.map((p) => p.name).join(', ')}), schedule "${c.schedule}"${c.timezone ? ` ${c.timezone}` : ''}, dryRun ${c.dryRun ? 'on' : 'off'}`;
+  const audit = c.audit ? `, audit to ${c.audit.table} on ${auditWhere(c)}` : '';
+  return `${plural(c.targets.length, 'target')} (${c.targets.map((t) => t.name).join(', ')}), ${plural(c.policies.length, 'policy')} (${c.policies.map((p) => p.name).join(', ')}), schedule "${c.schedule}"${c.timezone ? ` ${c.timezone}` : ''}, dryRun ${c.dryRun ? 'on' : 'off'}${audit}`;
 }
 
 /** What no policy touches and how much any config may do: the lines `check` adds to its summary. */

@@ -1,3 +1,5 @@
+import { auditRows } from '../audit/row.js';
+import type { AuditWriter } from '../audit/writer.js';
 import type { Config } from '../config/schema.js';
 import { formatDuration } from '../config/duration.js';
 import { openTarget } from '../db/target.js';
@@ -6,9 +8,10 @@ import { plural } from '../util/plural.js';
 import { actionFields, logRun, privilegeWarnings } from '../run/report.js';
 import { runTarget, settingsFor, systemDeps, type RunReport } from '../run/run-target.js';
 
-// `pg-reaper once`: every target once, in parallel; decisions as a table or JSON lines.
+// `pg-reaper once`: every target once, in parallel; decisions as a table or JSON lines. With
+// audit, each target's rows are queued as soon as its run ends.
 
-export async function runOnce(config: Config, logger: Logger): Promise<RunReport[]> {
+export async function runOnce(config: Config, logger: Logger, audit?: { writer: AuditWriter; replica: string }): Promise<RunReport[]> {
   return Promise.all(
     config.targets.map(async (t) => {
       const db = openTarget(t, { applicationName: config.applicationName });
@@ -16,6 +19,7 @@ export async function runOnce(config: Config, logger: Logger): Promise<RunReport
         const report = await runTarget(settingsFor(config, t.name), systemDeps(db));
         if (report.snapshot) for (const w of privilegeWarnings(report.snapshot.privileges, report.snapshot.server.user)) logger.warn({ target: t.name }, w);
         logRun(logger, report, config.logQueryText);
+        audit?.writer.enqueue(auditRows(report, { replica: audit.replica, logQueryText: config.logQueryText }));
         return report;
       } finally {
         await db.close().catch(() => undefined);

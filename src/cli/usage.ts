@@ -7,6 +7,7 @@ Usage:
   pg-reaper check [--connect]     validate the config (--connect: and what it can do on each server)
   pg-reaper once [--dry-run] [--json]
                                   run every target once and print the decisions
+  pg-reaper audit-init [--print]  create the audit table if missing (--print: its DDL)
 
 Options:
   -c, --config PATH       config file (default: $PG_REAPER_CONFIG, else ./config.yaml)
@@ -49,11 +50,28 @@ ${EXIT_CODES}
 
 Runs every target once and prints the decisions: a table, or with --json one JSON object per
 decision per line. --dry-run signals nothing (decisions are reported as would_terminate /
-would_cancel). Log lines go to stderr.
+would_cancel). Log lines go to stderr. With audit configured, every decision is also written
+to the audit table before it exits (within shutdownTimeout; rows it could not write make it
+exit 1).
 
 Example:
   pg-reaper once -c config.yaml --dry-run
 
 ${EXIT_CODES}
+`,
+  'audit-init': `pg-reaper audit-init [-c PATH] [--print]
+
+Creates the audit table of the config (audit.table, default reaper_audit.actions) and its
+schema if they are missing, on the audit server (audit.connectionString or audit.target), so
+that the reaper's own role needs only INSERT on it. What exists is left alone and checked:
+it says whether pg-reaper can insert into it. Run it as often as you like.
+With --print it connects to nothing and prints the DDL (with the GRANT for the role of the
+audit connection), for a role that may create it: pipe it to psql.
+
+Examples:
+  pg-reaper audit-init -c config.yaml
+  pg-reaper audit-init -c config.yaml --print | psql "postgres://admin@audit.db.internal/ops"
+
+Exit codes: 0 done, 1 it could not be created or written, 2 usage or config error (or no audit).
 `,
 };

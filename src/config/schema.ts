@@ -1,5 +1,6 @@
 import { Cron } from 'croner';
 import { z } from 'zod';
+import { DEFAULT_AUDIT_TABLE, parseTableName } from '../audit/table.js';
 import { addressError } from '../policy/address.js';
 import { redact } from '../util/errors.js';
 import { DEFAULT_LOCK_KEY } from '../coord/lock-key.js';
@@ -173,6 +174,34 @@ const coordination = z.strictObject({
     .refine((ms) => ms >= 6000, { message: 'expected a leaseTimeout of at least 6s (keepalive probes are counted in whole seconds)' }),
 });
 
+// Where every action is recorded: a server of the operator's choice, or one of the targets.
+const audit = z
+  .strictObject({
+    connectionString: z.string().min(1).optional(),
+    target: name.optional(),
+    table: z
+      .string()
+      .superRefine((table, ctx) => {
+        const parsed = parseTableName(table);
+        if (!parsed.ok) ctx.addIssue({ code: 'custom', message: parsed.error });
+      })
+      .default(DEFAULT_AUDIT_TABLE),
+    queueSize: integer(1, 1_000_000).default(10_000),
+  })
+  .superRefine((a, ctx) => {
+    if (a.connectionString === undefined && a.target === undefined) {
+      ctx.addIssue({ code: 'custom', message: 'expected connectionString (a server of your choice) or target (the name of one of the targets)' });
+    }
+    if (a.connectionString !== undefined && a.target !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['target'], message: 'expected connectionString or target, not both' });
+    }
+    if (a.connectionString !== undefined) {
+      const parsed = parseConnInfo(a.connectionString);
+      if (!parsed.ok) ctx.addIssue({ code: 'custom', path: ['connectionString'], message: parsed.error });
+      else if (!parsed.info.sslcert !== !parsed.info.sslkey) ctx.addIssue({ code: 'custom', path: ['connectionString'], message: 'sslcert and sslkey go together: give both or neither' });
+    }
+  });
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export const configSchema = z
@@ -210,6 +239,7 @@ export const configSchema = z
     budget: budget.default(DEFAULT_BUDGET),
     watchConfig: boolean.default(true),
     exempt: selector.default(emptySelector),
+    audit: audit.optional(),
     targets: z.array(target).min(1),
     policies: z.array(policy).min(1),
   })
@@ -242,16 +272,21 @@ export function crossKeyIssues(raw: unknown): RuleIssue[] {
     });
   }
   const ourName = typeof root.applicationName === 'string' ? root.applicationName : 'pg-reaper';
-  targets.forEach((t, i) => {
-    if (typeof t.connectionString !== 'string') return;
-    const parsed = parseConnInfo(t.connectionString);
+  const audit = record(root.audit);
+  const connectionStrings: [(string | number)[], unknown][] = [...targets.map((t, i): [(string | number)[], unknown] => [['targets', i, 'connectionString'], t.connectionString]), [['audit', 'connectionString'], audit.connectionString]];
+  connectionStrings.forEach(([path, connectionString]) => {
+    if (typeof connectionString !== 'string') return;
+    const parsed = parseConnInfo(connectionString);
     if (parsed.ok && parsed.info.applicationName !== undefined && parsed.info.applicationName !== ourName) {
       issues.push({
-        path: ['targets', i, 'connectionString'],
+        path,
         message: `application_name "${parsed.info.applicationName}" differs from applicationName "${ourName}": every connection of the reaper carries applicationName, which is what keeps replicas from reaping each other; drop application_name or set applicationName`,
       });
     }
   });
+  if (typeof audit.target === 'string' && !targetNames.includes(audit.target)) {
+    issues.push({ path: ['audit', 'target'], message: `unknown target "${audit.target}"; defined targets: ${targetNames.join(', ') || '(none)'}` });
+  }
   policies.forEach((p, i) => {
     list(p.targets).forEach((t, j) => {
       if (typeof t === 'string' && !targetNames.includes(t)) {

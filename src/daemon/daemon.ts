@@ -1,5 +1,11 @@
 import { EventEmitter } from 'node:events';
 import { formatProblem, loadConfigFile } from '../config/load.js';
+import { hostname } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { auditRows, replicaName } from '../audit/row.js';
+import { auditKey } from '../audit/sink.js';
+import { startAuditWriter } from '../audit/start.js';
+import type { AuditWriter } from '../audit/writer.js';
 import type { Config } from '../config/schema.js';
 import { AdvisoryLease } from '../coord/advisory-lease.js';
 import { LeaseHeartbeat } from '../coord/lease-heartbeat.js';
@@ -8,7 +14,7 @@ import { openTarget, type TargetDb } from '../db/target.js';
 import { startHttpServer, WebConfigError, type HttpServer } from '../http/server.js';
 import type { HttpLimits } from '../http/limits.js';
 import type { Logger } from '../log/logger.js';
-import { createMetrics, dropTargetSeries, initSafetySeries, initTargetSeries, type Metrics } from '../metrics/metrics.js';
+import { auditMetrics, createMetrics, dropAuditSeries, dropTargetSeries, initSafetySeries, initTargetSeries, type Metrics } from '../metrics/metrics.js';
 import { compilePolicies, type CompiledPolicy } from '../policy/compile.js';
 import { BudgetLedger } from '../run/budget.js';
 import { DeniedSessions } from '../run/denied-sessions.js';
@@ -70,6 +76,8 @@ const KICKOFF_SPREAD_MS = 2000;
 const WATCH_TIMING = { debounceMs: 500, maxWaitMs: 5000 };
 
 export type ReloadTrigger = 'SIGHUP' | 'file change';
+/** At stop, the audit rows still queued get at least this long, even when the runs took all of shutdownTimeout. */
+const AUDIT_FLUSH_MIN_MS = 2000;
 
 /** The HTTP port could not be bound: the CLI exits with its own code for it. */
 export class ListenError extends Error {}
@@ -84,6 +92,13 @@ export interface DaemonDeps {
   httpLimits?: HttpLimits;
   /** The file the config came from: what reloadFile() reads and, with watchConfig, watches. */
   configFile?: string;
+  /** This process's name in audit rows (default: POD_NAME, else the host name). */
+  replica?: string;
+}
+
+interface Audit {
+  key: string;
+  writer: AuditWriter;
 }
 
 export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Daemon> {
@@ -96,7 +111,21 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
   const ledgers = new Map<string, BudgetLedger>();
   const ledger = (target: string) => ledgers.get(target) ?? ledgers.set(target, new BudgetLedger()).get(target)!;
   const denied = new DeniedSessions();
+  const replica = deps.replica ?? replicaName(process.env, hostname);
   let stopping = false;
+  // The audit writer outlives generations: a reload that leaves the audit settings alone keeps
+  // it and its queue. The writers being retired (flushing or handing their rows over) are kept
+  // here until they are done, so stop() waits for them too.
+  let audit: Audit | undefined;
+  const retiring = new Set<Promise<unknown>>();
+  const startAudit = (config: Config): Audit | undefined => {
+    const key = auditKey(config);
+    return key === undefined ? undefined : { key, writer: startAuditWriter(config, { logger, metrics: auditMetrics(metrics) }) };
+  };
+  const background = (p: Promise<unknown>) => {
+    const tracked = p.catch((err: unknown) => logger.error({ error: describeError(err) }, 'audit writer: error while retiring')).finally(() => retiring.delete(tracked));
+    retiring.add(tracked);
+  };
 
   const runOne = async (gen: Generation, name: string): Promise<void> => {
     const t = gen.targets.get(name)!;
@@ -107,6 +136,8 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
       const { quietFailure } = watch.observe(report);
       logRun(logger, report, c.logQueryText, quietFailure);
       recordRun(metrics, report);
+      // only queued here: the writer sends it in the background
+      audit?.writer.enqueue(auditRows(report, { replica, logQueryText: c.logQueryText }));
     } finally {
       gen.finished.add(name);
       events.emit('run', report);
@@ -209,6 +240,16 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
       rejected(trigger, { problems: err instanceof WebConfigError ? err.problems : [describeError(err)] });
       return;
     }
+    // a new audit writer only when the audit settings change; made last, when nothing else can fail
+    const auditChanges = auditKey(next) !== audit?.key;
+    let freshAudit: Audit | undefined;
+    try {
+      if (auditChanges) freshAudit = startAudit(next);
+    } catch (err) {
+      for (const t of fresh.targets.values()) void t.db.close().catch(() => undefined);
+      rejected(trigger, { error: `audit: ${describeError(err)}` });
+      return;
+    }
     const was = old.config.http;
     if (next.http.host !== was.host || next.http.port !== was.port || next.http.probes.port !== was.probes.port || next.http.probes.host !== was.probes.host) {
       logger.warn({ host: http.host, port: http.port }, 'http.host, http.port and http.probes.port/host take effect at restart; still listening on the old addresses');
@@ -228,6 +269,7 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
       // targets that stay keep their readiness
       for (const name of old.finished) if (fresh.targets.has(name)) fresh.finished.add(name);
       gen = fresh;
+      if (auditChanges) swapAudit(freshAudit, next);
       activate(gen);
     } finally {
       reloading = false;
@@ -282,6 +324,7 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
     const e = err as NodeJS.ErrnoException & { listenHost?: string; listenPort?: number };
     throw new ListenError(`cannot listen on ${e.listenHost ?? initial.http.host}:${e.listenPort ?? initial.http.port}: ${e.code ?? e.message}`);
   }
+  audit = startAudit(initial);
   activate(gen);
   logger.info(
     {
@@ -299,12 +342,33 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
       dryRun: initial.dryRun,
       nextRun: gen.scheduler.nextRun()?.toISOString(),
       ...(deps.configFile ? { configFile: deps.configFile, watchConfig: initial.watchConfig } : {}),
+      ...(initial.audit ? { audit: initial.audit.table } : {}),
     },
     `pg-reaper started; metrics on ${http.tls ? 'https' : 'http'}://${http.host.includes(':') ? `[${http.host}]` : http.host}:${http.port}/metrics`,
   );
   if (initial.dryRun) logger.warn('dryRun is on: nothing will be signalled, decisions are only logged and counted');
 
   started();
+
+  // New settings, new writer: the old one's queued rows move to it (in the background, so runs
+  // go on meanwhile), or with audit turned off are flushed like at a stop.
+  const swapAudit = (fresh: Audit | undefined, next: Config): void => {
+    const previous = audit;
+    audit = fresh;
+    if (!previous) return;
+    const deadline = performance.now() + next.shutdownTimeout;
+    if (fresh) {
+      background(
+        previous.writer.handover(deadline).then((rows) => {
+          fresh.writer.enqueue(rows);
+          logger.info({ rows: rows.length, table: next.audit!.table }, 'audit settings changed: queued rows moved to the new audit writer');
+        }),
+      );
+    } else {
+      logger.info({ rows: previous.writer.queued }, 'audit turned off: writing the queued rows, then closing the audit connection');
+      background(previous.writer.stop(deadline).then(() => (audit ? undefined : dropAuditSeries(metrics))));
+    }
+  };
 
   let stopped: Promise<void> | undefined;
   return {
@@ -319,10 +383,14 @@ export async function startDaemon(initial: Config, deps: DaemonDeps): Promise<Da
     stop: () =>
       (stopped ??= serial(async () => {
         stopping = true;
+        const started = performance.now();
         configWatch?.close();
         configWatch = undefined;
         logger.info({ timeoutSeconds: gen.config.shutdownTimeout / 1000 }, 'stopping: waiting for runs in flight');
         await retire(gen);
+        // then the audit rows still queued, within what is left of shutdownTimeout (at least 2 s)
+        if (audit) await audit.writer.stop(Math.max(started + gen.config.shutdownTimeout, performance.now() + AUDIT_FLUSH_MIN_MS));
+        await Promise.all([...retiring]);
         await http.close();
         logger.info('stopped');
       })),

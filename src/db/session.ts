@@ -33,6 +33,8 @@ export interface Session {
   /** Maintenance running now that leaves damage or lost work when killed (VACUUM, CREATE INDEX
    *  CONCURRENTLY, …, or a pg_repack session), as the server recognised it; null otherwise. */
   maintenance: string | null;
+  /** pg_stat_activity.query_id of its last statement, as decimal text: null before 14 or unless compute_query_id. */
+  queryId: string | null;
   query?: string | null;
 }
 

@@ -98,7 +98,10 @@ SELECT extract(epoch FROM me.now)::float8 * 1000 AS now_ms, me.pid AS self_pid,
        -- a listener: idle, and its last statement was LISTEN (leading whitespace and comments
        -- allowed); the query text itself stays on the server
        coalesce(a.state = 'idle' AND a.query ~* '^(\\s|--[^\\n]*\\n|/\\*([^*]|\\*+[^*/])*\\*+/)*listen\\M', false) AS listener,
-       m.kind AS maintenance
+       m.kind AS maintenance,
+       -- pg_stat_activity.query_id exists from 14 (NULL unless compute_query_id is on): read
+       -- through to_jsonb, for candidate rows only, so one statement serves 13 too
+       to_jsonb(a) ->> 'query_id' AS query_id
        ${withQuery ? ', a.query' : ''}
   FROM me CROSS JOIN states st
   LEFT JOIN (rows a LEFT JOIN pg_roles r ON r.oid = a.usesysid LEFT JOIN waiters w ON w.pid = a.pid
@@ -143,6 +146,7 @@ interface Row {
   wait_start_ms: number | null;
   listener: boolean;
   maintenance: string | null;
+  query_id: string | null;
   query?: string | null;
 }
 
@@ -207,6 +211,7 @@ export async function readSnapshot(db: Db, opts: { withQuery: boolean; filter?: 
       waitStartMs: r.wait_start_ms,
       listener: r.listener,
       maintenance: r.maintenance,
+      queryId: r.query_id,
       ...(opts.withQuery ? { query: r.query ?? null } : {}),
     });
   }

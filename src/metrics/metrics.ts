@@ -1,3 +1,4 @@
+import type { AuditMetrics, AuditResult } from '../audit/writer.js';
 import { collectProcessMetrics, Counter, Gauge, Histogram, Registry } from './prom.js';
 import { STATE_LABELS } from '../db/session.js';
 import type { Budget } from '../config/schema.js';
@@ -45,6 +46,9 @@ export interface Metrics {
   budgetExhausted: Gauge<'target' | 'policy'>;
   /** Every target of the config in use, with what its series need remembered. */
   targets: Map<string, TargetSeries>;
+  auditRows: Counter<'result'>;
+  auditQueue: Gauge;
+  auditUp: Gauge;
 }
 
 export interface TargetSeries {
@@ -65,6 +69,8 @@ export interface TargetSeries {
   /** The last run's series are exported now. */
   exporting: boolean;
 }
+
+export const AUDIT_RESULTS: readonly AuditResult[] = ['written', 'dropped', 'failed'];
 
 export function createMetrics(version: string, opts: { defaultMetrics?: boolean } = {}): Metrics {
   const registry = new Registry();
@@ -127,6 +133,11 @@ export function createMetrics(version: string, opts: { defaultMetrics?: boolean 
     actions: new Counter({ name: 'pg_reaper_actions_total', help: 'Actions decided, by outcome (terminated, signalled, cancelled, would_terminate, would_cancel, skipped_changed, skipped_cap, skipped_budget, denied, failed).', labelNames: ['target', 'policy', 'reason', 'action', 'outcome'], registers }),
     sessionsProtected: new Gauge({ name: 'pg_reaper_sessions_protected', help: 'Client sessions no policy acts on at the last run, by kind: backup (a backup, dump or copy tool by its application_name) or maintenance (VACUUM, CREATE INDEX CONCURRENTLY, ... running now, or pg_repack). Only on the replica that leads the target.', labelNames: ['target', 'kind'], ...lastRun }),
     budgetExhausted: new Gauge({ name: 'pg_reaper_budget_exhausted', help: '1 while a budget has refused actions (skipped_budget) and its window has not freed room since; policy "" for the target\'s own budget. Only on the replica that leads the target.', labelNames: ['target', 'policy'], ...lastRun }),
+    // registered while audit is on (auditMetrics): an unlabelled gauge always reads 0, and a
+    // daemon without audit must not look like one whose audit is down
+    auditRows: new Counter({ name: 'pg_reaper_audit_rows_total', help: 'Audit rows by result: written (the audit table has them), dropped (the queue was full, or still queued at stop), failed (refused by the server for a value in them).', labelNames: ['result'], registers: [] }),
+    auditQueue: new Gauge({ name: 'pg_reaper_audit_queue_rows', help: 'Audit rows waiting to be written.', registers: [] }),
+    auditUp: new Gauge({ name: 'pg_reaper_audit_up', help: '1 when the last write (or check) of the audit table succeeded, 0 while it fails.', registers: [] }),
   };
   return m;
 }
@@ -234,4 +245,22 @@ export function reasonsOf(p: CompiledPolicy): Reason[] {
     connection_age: t.maxConnectionAge !== undefined,
   };
   return REASONS.filter((r) => has[r]);
+}
+
+/** With audit on: its series exist from the first scrape (rows_total at 0, so increase() sees the first drop). */
+export function auditMetrics(m: Metrics): AuditMetrics {
+  for (const metric of [m.auditRows, m.auditQueue, m.auditUp]) {
+    if (!m.registry.getSingleMetric((metric as unknown as { name: string }).name)) m.registry.registerMetric(metric);
+  }
+  for (const result of AUDIT_RESULTS) m.auditRows.inc({ result }, 0);
+  return {
+    rows: (result, n) => m.auditRows.inc({ result }, n),
+    queued: (n) => m.auditQueue.set(n),
+    up: (up) => m.auditUp.set(up ? 1 : 0),
+  };
+}
+
+/** Audit turned off by a reload: its series go (turned on again, the counter goes on from where it was). */
+export function dropAuditSeries(m: Metrics): void {
+  for (const name of ['pg_reaper_audit_rows_total', 'pg_reaper_audit_queue_rows', 'pg_reaper_audit_up']) m.registry.removeSingleMetric(name);
 }

@@ -35,6 +35,7 @@ export function session(opts: Partial<Session> & { idleFor?: number; activeFor?:
     waitStartMs: null,
     listener: false,
     maintenance: null,
+    queryId: null,
     ...rest,
   };
 }
