@@ -46,7 +46,7 @@ export const BATCH_SIZE = 500;
 /** Retry delays: soon while the server is away; slowly while it needs a fix (its log gets an error per try). */
 export const BACKOFF: Record<Exclude<ProblemKind, 'row'>, { firstMs: number; maxMs: number }> = {
   away: { firstMs: 250, maxMs: 5000 },
-  fix: { firstMs: 5000, maxMs: 30_000 },
+  fix: { firstMs: 2000, maxMs: 30_000 },
 };
 
 /** Closing the connection gets at least this, even past the deadline (an idle connection closes at once). */
