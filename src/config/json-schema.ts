@@ -43,6 +43,7 @@ const DEFAULTS: Record<string, unknown> = {
   'protect.maintenance': true,
   watchConfig: true,
   'policies[].dryRun': false,
+  'audit.queueSize': 10000,
 };
 
 export const DESCRIPTIONS: Record<string, string> = {
@@ -83,6 +84,11 @@ export const DESCRIPTIONS: Record<string, string> = {
   'selector.databases': 'Database names: globs, whole string, case-sensitive.',
   'selector.applications': 'application_name values: globs, whole string, case-sensitive.',
   'selector.clientAddresses': 'IPv4 and IPv6 addresses and CIDRs, and "local" for Unix-socket sessions.',
+  audit: 'Write every action of every run (each outcome, dry runs included) as one row to a PostgreSQL table: on a server of your choice (connectionString) or on one of the targets (target). Create the table with pg-reaper audit-init. Default: off.',
+  'audit.connectionString': 'A libpq connection string (URL or keyword/value pairs) of the server that holds the audit table; or target instead.',
+  'audit.target': 'The name of the target whose server holds the audit table (connected to as that target is, on a connection of its own); or connectionString instead.',
+  'audit.table': 'SCHEMA.TABLE or TABLE, lowercase unquoted identifiers (schemas beginning with pg_ are reserved). Default reaper_audit.actions.',
+  'audit.queueSize': 'Rows waiting to be written at most (default 10000): while the audit server is away they wait here; what does not fit is dropped and counted in pg_reaper_audit_rows_total{result="dropped"}.',
   targets: 'The servers to watch.',
   'targets[].name': 'Lowercase letters, digits, "_" or "-"; unique; the target label.',
   'targets[].connectionString': 'A libpq connection string: URL or keyword/value pairs (host, port, dbname, user, password, sslmode, sslrootcert, sslcert, sslkey, connect_timeout, application_name).',

@@ -28,6 +28,7 @@ beforeAll(async () => {
   reaper = await ensureReaperRole(s.admin);
   app = await ensureRole(s.admin, 'app_t');
   versionNum = Number((await s.admin.query<{ v: string }>("SELECT current_setting('server_version_num') AS v")).rows[0]!.v);
+  await s.admin.query(`DROP SCHEMA IF EXISTS ${SCHEMA} CASCADE`);
 });
 afterEach(async () => {
   await daemon?.stop();

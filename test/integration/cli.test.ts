@@ -232,6 +232,84 @@ policies:
   });
 });
 
+describe('pg-reaper audit-init, and once with audit', () => {
+  const SCHEMA = 'reaper_audit_cli_t';
+  // from a clean slate, whatever an interrupted earlier run left
+  beforeAll(() => s.admin.query(`DROP SCHEMA IF EXISTS ${SCHEMA} CASCADE`));
+  afterAll(() => s.admin.query(`DROP SCHEMA IF EXISTS ${SCHEMA} CASCADE`));
+  const auditYaml = (table: string, audit = `{ target: main, table: ${table} }`, extra = '') => `targets:
+  - name: main
+    connectionString: \${REAPER_URL}
+audit: ${audit}
+${extra}policies:
+  - name: idle
+    maxIdle: 300ms
+    match: { applications: ["\${TAG}-*"] }
+`;
+
+  it('--print writes the DDL with the GRANT, connecting to nothing; the reaper role alone may not create, but once made it only checks', async () => {
+    const table = `${SCHEMA}.printed`;
+    const unreachable = writeConfig('audit-print.yaml', auditYaml(table, `{ connectionString: "postgres://${reaper}@127.0.0.1:1/postgres", table: ${table} }`));
+    const printed = await cli(['audit-init', '-c', unreachable, '--print'], { REAPER_URL: urlFor({ user: reaper }), TAG: 'x' });
+    expect(printed.code).toBe(0);
+    expect(printed.stdout).toContain(`CREATE SCHEMA IF NOT EXISTS ${SCHEMA};`);
+    expect(printed.stdout).toContain(`CREATE TABLE IF NOT EXISTS ${table} (\n  id uuid PRIMARY KEY,`);
+    expect(printed.stdout).toContain(`GRANT USAGE ON SCHEMA ${SCHEMA} TO ${reaper};\nGRANT INSERT ON ${table} TO ${reaper};\nCOMMIT;`);
+
+    // as the reaper's own role, which may not create schemas in the database
+    const file = writeConfig('audit-init.yaml', auditYaml(table));
+    const env = { REAPER_URL: urlFor({ user: reaper }), TAG: 'x' };
+    const denied = await cli(['audit-init', '-c', file], env);
+    expect(denied.code).toBe(1);
+    expect(denied.stderr).toMatch(/permission denied for database .*SQLSTATE 42501.*have the database owner run "pg-reaper audit-init -c .* --print \| psql \.\.\." \(it grants reaper_t INSERT\)/);
+    expect(denied.stderr).not.toMatch(/\n\s+at /);
+
+    // the printed DDL, run by an admin; then the reaper's role finds it and can insert
+    await s.admin.query(printed.stdout);
+    const checked = await cli(['audit-init', '-c', file], env);
+    expect(checked).toMatchObject({ code: 0, stdout: `${table} on target main: already there; pg-reaper can insert into it\n` });
+    const connect = await cli(['check', '-c', file, '--connect'], env);
+    expect(connect.stdout).toContain(`audit: ${table} on target main: pg-reaper can insert into it`);
+    expect(connect.code).toBe(0);
+  }, 120_000);
+
+  it('creates the table once and is idempotent; once writes its rows before it exits, and exits 1 when it cannot', async () => {
+    const table = `${SCHEMA}.actions`;
+    const tag = unique('t-once-audit');
+    const file = writeConfig('audit-once.yaml', auditYaml(table));
+    const env = { REAPER_URL: urlFor({}), TAG: tag };
+    expect(await cli(['audit-init', '-c', file], env)).toMatchObject({ code: 0, stdout: `${table} on target main: created; pg-reaper can insert into it\n` });
+    expect(await cli(['audit-init', '-c', file], env)).toMatchObject({ code: 0, stdout: `${table} on target main: already there; pg-reaper can insert into it\n` });
+    expect((await cli(['check', '-c', file], env)).stdout).toMatch(new RegExp(`dryRun off, audit to ${table.replace('.', '\\.')} on target main\n$`));
+
+    const victim = await s.session({ user: app, application: `${tag}-a` });
+    await s.agedOver(victim.pid, 300);
+    const r = await cli(['once', '-c', file], env);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/terminated/);
+    const rows = (await s.admin.query(`SELECT pid, outcome, policy FROM ${table}`)).rows;
+    expect(rows).toEqual([{ pid: victim.pid, outcome: 'terminated', policy: 'idle' }]);
+
+    // the audit server refuses connections: the action is done, the row is lost, exit 1
+    const away = writeConfig('audit-away.yaml', auditYaml(table, `{ connectionString: "postgres://x@127.0.0.1:1/postgres", table: ${table} }`, 'shutdownTimeout: 1s\n'));
+    const victim2 = await s.session({ user: app, application: `${tag}-b` });
+    await s.agedOver(victim2.pid, 300);
+    const lost = await cli(['once', '-c', away, '--log-format', 'json'], env);
+    expect(await s.isAlive(victim2.pid)).toBe(false);
+    expect(lost.code).toBe(1);
+    expect(lost.stderr).toContain('audit server unreachable');
+    expect(lost.stderr).toMatch(/"lost":1,.*"msg":"audit rows not written before the stop deadline are lost/);
+  }, 120_000);
+
+  it('audit-init without audit in the config exits 2 and says what to add', async () => {
+    const file = writeConfig('no-audit.yaml', daemonYaml('x'));
+    const r = await cli(['audit-init', '-c', file], { REAPER_URL: urlFor({ user: reaper }) });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(`pg-reaper: ${file}: no audit in the config: add audit: { target: NAME } or audit: { connectionString: ... } (README: Audit table)\n`);
+    expect((await cli(['check', '-c', file, '--print'])).stderr).toContain('--print only applies to "audit-init"');
+  });
+});
+
 describe('pg-reaper check and usage', () => {
   it('check accepts config.example.yaml and prints a summary', async () => {
     const example = join(import.meta.dirname, '../../config.example.yaml');

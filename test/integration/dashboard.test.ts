@@ -26,6 +26,8 @@ beforeAll(async () => {
       schedule: '0 0 1 1 *',
       http: { host: '127.0.0.1', port: 0 },
       coordination: { mode: 'advisory-lock' },
+      // audit on, so its series are in the scrape (the table need not exist for that)
+      audit: { target: 'main', table: 'reaper_audit_t.dashboard' },
       targets: [{ name: 'main', connectionString: urlFor({ user: reaper }) }],
       policies: [{ name: 'idle', maxIdle: '1h', maxBlocking: '30s' }],
     }),
@@ -108,7 +110,7 @@ describe('the Grafana dashboard', () => {
 
   it('has the panels an operator needs and variables for datasource, target and policy', () => {
     const titles = (DASHBOARD.panels as Doc[]).map((p) => p.title as string);
-    for (const t of ['Actions by policy and outcome', 'Matched sessions by policy and reason (last run)', 'Client sessions by state', 'Oldest session per state', 'Run duration p50 / p95', 'Target up', 'Leader per target (replicas acting)', 'Sessions waiting on a lock', 'Connection use (client connections / client slots)', 'Config reload successful']) {
+    for (const t of ['Actions by policy and outcome', 'Matched sessions by policy and reason (last run)', 'Client sessions by state', 'Oldest session per state', 'Run duration p50 / p95', 'Target up', 'Leader per target (replicas acting)', 'Sessions waiting on a lock', 'Connection use (client connections / client slots)', 'Config reload successful', 'Audit rows by result (written, dropped, failed)', 'Audit rows waiting to be written', 'Audit table writable']) {
       expect(titles).toContain(t);
     }
     expect((DASHBOARD.templating.list as Doc[]).map((v) => v.name)).toEqual(['datasource', 'target', 'policy']);

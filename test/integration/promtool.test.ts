@@ -24,6 +24,8 @@ beforeAll(async () => {
     validateConfig({
       schedule: '0 0 1 1 *',
       http: { host: '127.0.0.1', port: 0 },
+      // audit on, so its series are linted too
+      audit: { target: 'main', table: 'reaper_audit_t.promtool' },
       targets: [
         { name: 'main', connectionString: urlFor({ user: reaper }) },
         { name: 'down', host: '127.0.0.1', port: 1, connectTimeout: '1s' },
@@ -54,6 +56,7 @@ describe('Prometheus', () => {
     }
     for (const outcome of ['cancelled', 'skipped_changed', 'skipped_cap', 'denied', 'failed']) expect(body).toContain(series('slow', 'query_duration', 'cancel', outcome));
     expect(body).not.toContain('policy="slow",reason="query_duration",action="terminate"');
+    for (const result of ['dropped', 'failed']) expect(body).toContain(`pg_reaper_audit_rows_total{result="${result}"} 0`);
   });
 
   it.skipIf(!havePromtool)('the dashboard sees the first termination of a policy: increase() over a real scrape before and after it (skipped without promtool)', async () => {
@@ -90,6 +93,7 @@ describe('Prometheus', () => {
     await daemon.startupRuns();
     const body = await scrape();
     expect(body).toContain('pg_reaper_target_info{target="main"');
+    expect(body).toContain('pg_reaper_audit_up ');
     const r = spawnSync('promtool', ['check', 'metrics'], { input: body, encoding: 'utf8' });
     expect(r.stdout + r.stderr).toBe('');
     expect(r.status).toBe(0);
