@@ -225,6 +225,7 @@ export class AuditWriter {
     if (this.mode === 'handing' || this.mode === 'detached') return;
     const { firstMs, maxMs } = BACKOFF[problem.kind === 'away' ? 'away' : 'fix'];
     const delay = Math.min(maxMs, firstMs * 2 ** (this.tries - 1)) * (0.5 + this.deps.random() / 2);
+    this.deps.logger.debug({ table: this.deps.problems.table.sql, error: problem.error, tries: this.tries, retryInMs: Math.round(delay) }, 'audit write failed; retrying');
     const abort = new AbortController();
     this.pauseAbort = abort;
     await this.deps.sleep(delay, abort.signal);
