@@ -301,6 +301,66 @@ describe('audit table', () => {
     }
   });
 
+  it('stop (SIGTERM) writes the queued rows, and gives up on them within shutdownTimeout when it cannot', async () => {
+    const table = await auditTable();
+    const tag = unique('t-stop');
+    const proxy = await startProxy(Number(new URL(urlFor({})).port));
+    try {
+      await proxy.down();
+      const away = new URL(urlFor({ user: reaper }));
+      away.port = String(proxy.port);
+      const config = (shutdownTimeout: string) =>
+        validateConfig({
+          schedule: '0 0 1 1 *',
+          shutdownTimeout,
+          http: { host: '127.0.0.1', port: 0 },
+          audit: { connectionString: away.toString(), table },
+          targets: [{ name: 'main', connectionString: urlFor({ user: reaper }) }],
+          policies: [{ name: 'idle', maxIdle: '300ms', match: { applications: [`${tag}-*`] } }],
+        });
+      const open = async (n: number) => {
+        const victims = [];
+        for (let i = 0; i < n; i++) victims.push(await s.session({ user: app, application: `${tag}-${i}` }));
+        for (const v of victims) await s.agedOver(v.pid, 300);
+        return victims.map((v) => v.pid);
+      };
+
+      // queued while the audit server is away; it returns just before the stop
+      const first = await open(2);
+      daemon = await startDaemon(config('10s'), { logger: createLogger('silent'), version: 'test' });
+      await daemon.startupRuns();
+      const d = daemon;
+      await until('the rows to wait and the writes to fail', 10_000, async () => (await metric(d, 'pg_reaper_audit_queue_rows')) === 2 && (await metric(d, 'pg_reaper_audit_up')) === 0);
+      await proxy.up();
+      let started = Date.now();
+      await d.stop();
+      daemon = undefined;
+      // (the stop tries at once rather than after the backoff: test/unit/audit-writer.test.ts)
+      expect(Date.now() - started).toBeLessThan(10_000);
+      expect((await rowsOf(table)).map((r) => r.pid)).toEqual([...first].sort((a, b) => a - b));
+
+      // the audit server stays away: the stop gives up after shutdownTimeout (at least 2 s for the rows)
+      await proxy.down();
+      const second = await open(2);
+      const log = captureLog();
+      daemon = await startDaemon(config('1s'), { logger: createLogger('info', log.stream), version: 'test' });
+      await daemon.startupRuns();
+      expect(second.every((pid) => !first.includes(pid))).toBe(true);
+      started = Date.now();
+      await daemon.stop();
+      daemon = undefined;
+      const took = Date.now() - started;
+      expect(took).toBeGreaterThanOrEqual(1900);
+      expect(took).toBeLessThan(5000);
+      expect(log.lines.find((l) => String(l.msg).startsWith('audit rows not written before the stop deadline'))).toMatchObject({ level: 'error', lost: 2 });
+      expect(await rowsOf(table)).toHaveLength(2);
+    } finally {
+      await daemon?.stop();
+      daemon = undefined;
+      await proxy.close();
+    }
+  });
+
   it('a missing table is logged once with the fix; once it exists the waiting rows are written', async () => {
     const name = `${SCHEMA}.missing_${randomBytes(4).toString('hex')}`;
     const tag = unique('t-missing');
