@@ -15,7 +15,7 @@ import type { Session, Snapshot } from './session.js';
 // (autovacuum, checkpointer) or no database (the logical replication launcher, which has the
 // bootstrap superuser as its role, and physical walsenders). Ages are taken against clock_timestamp() of this same statement, never the
 // daemon's clock. LEFT JOIN from the one-row `me` keeps the clock when no row qualifies.
-const sql = (withQuery: boolean) => `
+const sql = (withQuery: boolean, queryId: QueryIdForm) => `
 WITH me AS (
   SELECT clock_timestamp() AS now, pg_backend_pid() AS pid, r.rolsuper AS superuser, current_user AS usr,
          current_setting('server_version') AS server_version, current_setting('server_version_num')::int AS server_version_num,
@@ -99,16 +99,29 @@ SELECT extract(epoch FROM me.now)::float8 * 1000 AS now_ms, me.pid AS self_pid,
        -- allowed); the query text itself stays on the server
        coalesce(a.state = 'idle' AND a.query ~* '^(\\s|--[^\\n]*\\n|/\\*([^*]|\\*+[^*/])*\\*+/)*listen\\M', false) AS listener,
        m.kind AS maintenance,
-       -- pg_stat_activity.query_id exists from 14 (NULL unless compute_query_id is on): read
-       -- through to_jsonb, for candidate rows only, so one statement serves 13 too
-       to_jsonb(a) ->> 'query_id' AS query_id
+       ${QUERY_ID[queryId]} AS query_id
        ${withQuery ? ', a.query' : ''}
   FROM me CROSS JOIN states st
   LEFT JOIN (rows a LEFT JOIN pg_roles r ON r.oid = a.usesysid LEFT JOIN waiters w ON w.pid = a.pid
              LEFT JOIN maintenance m ON m.pid = a.pid) ON true`;
 
-const SQL_PLAIN = sql(false);
-const SQL_WITH_QUERY = sql(true);
+/**
+ * pg_stat_activity.query_id exists from 14 (NULL unless compute_query_id is on). When the server's
+ * version is known (from the previous snapshot) the column is read directly, or not at all on 13;
+ * when it is not, through to_jsonb(a), which serves every version but costs about 0.1 ms a row.
+ */
+export type QueryIdForm = 'column' | 'json' | 'none';
+const QUERY_ID: Record<QueryIdForm, string> = { column: 'a.query_id::text', json: "to_jsonb(a) ->> 'query_id'", none: 'NULL::text' };
+const STATEMENTS = new Map<string, string>();
+const statement = (withQuery: boolean, queryId: QueryIdForm): string => {
+  const key = `${withQuery}/${queryId}`;
+  let text = STATEMENTS.get(key);
+  if (text === undefined) STATEMENTS.set(key, (text = sql(withQuery, queryId)));
+  return text;
+};
+
+/** How to read query_id from a server of this version (undefined: not known yet). */
+export const queryIdForm = (versionNum: number | undefined): QueryIdForm => (versionNum === undefined ? 'json' : versionNum >= 140000 ? 'column' : 'none');
 
 interface Row {
   now_ms: number;
@@ -176,14 +189,14 @@ const ms = (n: number) => (Number.isFinite(n) ? n : null);
  * pids sent as rows whatever the filter, to learn whether those sessions still live (the sessions
  * already reported as denied, which are not reported again while they do).
  */
-export async function readSnapshot(db: Db, opts: { withQuery: boolean; filter?: SnapshotFilter | undefined; maintenance?: boolean; watch?: readonly number[] | undefined }): Promise<Snapshot> {
+export async function readSnapshot(db: Db, opts: { withQuery: boolean; filter?: SnapshotFilter | undefined; maintenance?: boolean; watch?: readonly number[] | undefined; serverVersionNum?: number | undefined }): Promise<Snapshot> {
   const f = opts.filter;
   const backups = f ? [f.backupNames, f.backupPrefixes] : [[], []];
   const watch = opts.watch ?? [];
   const params = f
     ? [false, ms(f.idleMs), ms(f.idleInTransactionMs), ms(f.queryMs), ms(f.transactionMs), ms(f.connectionMs), f.allIdle, f.locks, opts.maintenance ?? true, ...backups, watch]
     : [true, null, null, null, null, null, false, true, opts.maintenance ?? true, ...backups, watch];
-  const rows = await db.query<Row>(opts.withQuery ? SQL_WITH_QUERY : SQL_PLAIN, params);
+  const rows = await db.query<Row>(statement(opts.withQuery, queryIdForm(opts.serverVersionNum)), params);
   const first = rows[0];
   if (!first) throw new Error('snapshot query returned no row: is the connected role visible in pg_roles?');
   const sessions: Session[] = [];

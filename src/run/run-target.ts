@@ -111,6 +111,11 @@ export interface RunReport {
   timings: { snapshotMs: number; planMs: number; executeMs: number };
 }
 
+// The server version each target's last snapshot reported, so the next snapshot reads only the
+// columns that version has (query_id: src/db/snapshot.ts). Forgotten when a snapshot fails: the
+// server may have changed.
+const serverVersions = new WeakMap<object, number>();
+
 type Finish = (rest: Omit<RunReport, 'target' | 'finishedAtMs' | 'durationSeconds' | 'timings'>) => RunReport;
 
 export async function runTarget(settings: RunSettings, deps: RunDeps): Promise<RunReport> {
@@ -134,7 +139,12 @@ export async function runTarget(settings: RunSettings, deps: RunDeps): Promise<R
         filter: settings.explain ? undefined : snapshotFilter(settings.policies, settings.protect),
         maintenance: settings.protect.maintenance,
         watch: settings.watch,
+        serverVersionNum: serverVersions.get(deps.db),
       });
+      serverVersions.set(deps.db, snapshot.server.versionNum);
+    } catch (err) {
+      serverVersions.delete(deps.db);
+      throw err;
     } finally {
       timings.snapshotMs = deps.monotonic() - started;
     }

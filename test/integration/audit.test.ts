@@ -146,6 +146,15 @@ describe('audit table', () => {
       const run = nextRun(daemon, 'main');
       await daemon.startupRuns();
       const report = await run;
+      // a second run, which knows the server's version and reads query_id directly (the first
+      // one, not knowing it, read it in a form that every version accepts)
+      const later = await s.session({ user: app, application: `${tag}-later` });
+      await later.client.query('SELECT 43 AS answer');
+      await s.agedOver(later.pid, 400);
+      const laterSeen = (await s.admin.query<{ query_id: string | null }>(`SELECT ${withQueryId ? 'query_id::text' : 'NULL::text'} AS query_id FROM pg_stat_activity WHERE pid = $1`, [later.pid])).rows[0]!;
+      const second = nextRun(daemon, 'main');
+      await daemon.runNow('main');
+      expect((await second).results.find((r) => r.decision.session.pid === later.pid)?.outcome).toBe('terminated');
       expect(report.results.map((r) => [r.decision.session.pid, r.outcome]).sort()).toEqual(
         [
           [idle.pid, 'terminated'],
@@ -156,9 +165,14 @@ describe('audit table', () => {
       await daemon.stop();
       daemon = undefined;
 
-      const rows = await rowsOf(table);
+      const all = await rowsOf(table);
+      const laterRow = all.find((r) => r.pid === later.pid)!;
+      expect(laterRow.query_id).toBe(laterSeen.query_id);
+      expect(laterRow.query_id === null).toBe(!withQueryId);
+      // the rows of the first run
+      const rows = all.filter((r) => r.at_us === String(Math.round(report.snapshot!.nowMs * 1000)));
       expect(rows.map((r) => r.pid)).toEqual([idle.pid, inTx.pid, su.pid].sort((a, b) => a - b));
-      expect(new Set(rows.map((r) => r.id)).size).toBe(3);
+      expect(new Set(all.map((r) => r.id)).size).toBe(all.length);
       const at = String(Math.round(report.snapshot!.nowMs * 1000));
       const byPid = new Map(rows.map((r) => [r.pid, r]));
       const expected = (pid: number, policy: string, reason: string, outcome: string, dryRun: boolean, state: string, user: string) => ({
