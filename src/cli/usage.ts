@@ -68,7 +68,7 @@ it says whether pg-reaper can insert into it. Run it as often as you like.
 With --print it connects to nothing and prints the DDL (with the GRANT for the role of the
 audit connection), for a role that may create it: pipe it to psql.
 
-Examples:
+Example:
   pg-reaper audit-init -c config.yaml
   pg-reaper audit-init -c config.yaml --print | psql "postgres://admin@audit.db.internal/ops"
 
