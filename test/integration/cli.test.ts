@@ -280,7 +280,7 @@ ${extra}policies:
     const env = { REAPER_URL: urlFor({}), TAG: tag };
     expect(await cli(['audit-init', '-c', file], env)).toMatchObject({ code: 0, stdout: `${table} on target main: created; pg-reaper can insert into it\n` });
     expect(await cli(['audit-init', '-c', file], env)).toMatchObject({ code: 0, stdout: `${table} on target main: already there; pg-reaper can insert into it\n` });
-    expect((await cli(['check', '-c', file], env)).stdout).toMatch(new RegExp(`dryRun off, audit to ${table.replace('.', '\\.')} on target main\n$`));
+    expect((await cli(['check', '-c', file], env)).stdout).toMatch(new RegExp(`dryRun off, audit to ${table.replace('.', '\\.')} on target main\n`));
 
     const victim = await s.session({ user: app, application: `${tag}-a` });
     await s.agedOver(victim.pid, 300);
