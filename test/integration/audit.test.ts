@@ -413,7 +413,7 @@ describe('audit table', () => {
     for (const statement of ddl(parsed.table)) await s.admin.query(statement);
     await s.admin.query(`GRANT USAGE ON SCHEMA ${SCHEMA} TO ${reaper}`);
     await until('the privilege error', 15_000, async () => log.lines.filter((l) => l.level === 'error').length === 2);
-    expect(log.lines.filter((l) => l.level === 'error')[1]!.fix).toBe(`the role may not insert into ${name}: run GRANT USAGE ON SCHEMA ${SCHEMA} TO ${reaper}; GRANT INSERT ON ${name} TO ${reaper};`);
+    expect(log.lines.filter((l) => l.level === 'error')[1]!.fix).toBe(`the role may not insert into ${name}: run GRANT USAGE ON SCHEMA ${SCHEMA} TO "${reaper}"; GRANT INSERT ON ${name} TO "${reaper}";`);
     await s.admin.query(`GRANT INSERT ON ${name} TO ${reaper}`);
     const rows = await rowsWithin(name, 1, 40_000);
     expect(rows.map((r) => [r.pid, r.outcome])).toEqual([[victim.pid, 'terminated']]);

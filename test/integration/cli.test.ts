@@ -254,14 +254,14 @@ ${extra}policies:
     expect(printed.code).toBe(0);
     expect(printed.stdout).toContain(`CREATE SCHEMA IF NOT EXISTS ${SCHEMA};`);
     expect(printed.stdout).toContain(`CREATE TABLE IF NOT EXISTS ${table} (\n  id uuid PRIMARY KEY,`);
-    expect(printed.stdout).toContain(`GRANT USAGE ON SCHEMA ${SCHEMA} TO ${reaper};\nGRANT INSERT ON ${table} TO ${reaper};\nCOMMIT;`);
+    expect(printed.stdout).toContain(`GRANT USAGE ON SCHEMA ${SCHEMA} TO "${reaper}";\nGRANT INSERT ON ${table} TO "${reaper}";\nCOMMIT;`);
 
     // as the reaper's own role, which may not create schemas in the database
     const file = writeConfig('audit-init.yaml', auditYaml(table));
     const env = { REAPER_URL: urlFor({ user: reaper }), TAG: 'x' };
     const denied = await cli(['audit-init', '-c', file], env);
     expect(denied.code).toBe(1);
-    expect(denied.stderr).toMatch(/permission denied for database .*SQLSTATE 42501.*have the database owner run "pg-reaper audit-init -c .* --print \| psql \.\.\." \(it grants reaper_t INSERT\)/);
+    expect(denied.stderr).toMatch(/permission denied for database .*SQLSTATE 42501.*have the database owner run "pg-reaper audit-init -c .* --print \| psql \.\.\." \(it grants "reaper_t" INSERT\)/);
     expect(denied.stderr).not.toMatch(/\n\s+at /);
 
     // the printed DDL, run by an admin; then the reaper's role finds it and can insert
