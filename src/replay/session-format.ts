@@ -56,7 +56,7 @@ const age = z.any().transform((value, ctx) => {
   return ms;
 });
 
-const pid = z.number().int().min(1).max(2147483647);
+export const pid = z.number().int().min(1).max(2147483647);
 
 const clientAddr = z.string().superRefine((value, ctx) => {
   if (value !== 'local' && isIP(value) === 0) ctx.addIssue({ code: 'custom', message: `expected an IP address, or "local" for a Unix-socket session, got ${show(value)}` });
@@ -213,5 +213,10 @@ export function fromSession(s: Session, nowMs: number, server: ServerFacts): Ses
     }
   }
   if (s.canSignal !== defaultCanSignal(s.superuser, server)) out.canSignal = s.canSignal;
-  return out as SessionRecord;
+  // who, where, what state and how old first; the query text, when there is one, last
+  const order = (k: string) => (k === 'query' ? 2 : FIRST.includes(k) ? 0 : 1);
+  const keys = Object.keys(out).sort((a, b) => order(a) - order(b) || (order(a) === 0 ? FIRST.indexOf(a) - FIRST.indexOf(b) : 0));
+  return Object.fromEntries(keys.map((k) => [k, out[k]])) as SessionRecord;
 }
+
+const FIRST = ['pid', 'user', 'database', 'application', 'clientAddr', 'visible', 'state', 'stateAge', 'queryAge', 'xactAge', 'backendAge', 'waitingOn', 'waitAge'];

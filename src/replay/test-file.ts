@@ -5,7 +5,7 @@ import type { Config } from '../config/schema.js';
 import { REASONS } from '../plan/planner.js';
 import { compilePolicies } from '../policy/compile.js';
 import { DRY_RUN_OUTCOMES } from '../run/outcome.js';
-import { serverFacts, serverFactsSchema, sessionSchema, type ServerFacts, type SessionFormat } from './session-format.js';
+import { pid, serverFacts, serverFactsSchema, sessionSchema, type ServerFacts, type SessionFormat } from './session-format.js';
 import { loadSessionsFile, type SessionsFile } from './snapshot-file.js';
 
 // A policy test file (`pg-reaper test FILE...`): a config, and tests that each list sessions
@@ -16,7 +16,7 @@ import { loadSessionsFile, type SessionsFile } from './snapshot-file.js';
 export const ACTIONS = ['terminate', 'cancel', 'none'] as const;
 
 const expectation = z.strictObject({
-  pid: z.number().int().min(1),
+  pid,
   action: z.enum(ACTIONS),
   policy: z.string().min(1).optional(),
   reason: z.enum(REASONS).optional(),
@@ -50,8 +50,8 @@ export const TEST_FILE_DESCRIPTIONS: Record<string, string> = {
   'tests[].expect[].pid': 'A pid of the test\'s sessions.',
   'tests[].expect[].action': 'terminate, cancel, or none (no policy acts on it, or it is held by when).',
   'tests[].expect[].policy': 'The policy that decides it (with terminate or cancel).',
-  'tests[].expect[].reason': 'The reason it is decided for: blocking, idle, idle_in_transaction, query_duration, transaction_duration, connection_age.',
-  'tests[].expect[].outcome': 'As a dry run judges it: would_terminate, would_cancel, skipped_cap (over maxActionsPerRun), denied (the reaper may not signal it).',
+  'tests[].expect[].reason': `The reason it is decided for: ${REASONS.join(', ')}.`,
+  'tests[].expect[].outcome': `As a dry run judges it: ${DRY_RUN_OUTCOMES.join(', ')} (skipped_cap: over maxActionsPerRun; denied: the reaper may not signal it).`,
   'tests[].others': 'none (default): every session not listed in expect must get none; any: they may get anything.',
 };
 
