@@ -363,7 +363,7 @@ describe('operator experience', () => {
   });
 
   it('each verb has its own --help with an example', async () => {
-    for (const verb of ['run', 'check', 'once']) {
+    for (const verb of ['run', 'check', 'once', 'snapshot', 'test']) {
       const r = await cli([verb, '--help']);
       expect(r.code).toBe(0);
       expect(r.stdout).toMatch(new RegExp(`^pg-reaper ${verb}`));
