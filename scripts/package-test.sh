@@ -68,9 +68,9 @@ import { startEmbeddedPostgres } from './dist/dev/embedded/embedded-postgres.js'
 const s = await startEmbeddedPostgres({});
 const admin = new pg.Client(s.url);
 await admin.connect();
-await admin.query("CREATE ROLE reaper LOGIN PASSWORD 'reaper-pw'; GRANT pg_read_all_stats, pg_signal_backend TO reaper");
+await admin.query("CREATE ROLE reaper LOGIN PASSWORD 'reaper-pw'; GRANT pg_read_all_stats, pg_signal_backend TO reaper; CREATE ROLE app LOGIN PASSWORD 'app-pw'");
 await admin.end();
-const victim = new pg.Client({ connectionString: s.url, application_name: 'package-victim' });
+const victim = new pg.Client({ connectionString: `postgres://app:app-pw@127.0.0.1:${s.port}/postgres`, application_name: 'package-victim' });
 victim.on('error', () => {});
 await victim.connect();
 await victim.query('SELECT 1');
