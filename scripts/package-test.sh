@@ -20,7 +20,7 @@ ln -s "$PWD/node_modules" "$work/clone/node_modules"   # dev dependencies for pr
 [ ! -e "$work/clone/dist" ] || fail "a fresh clone already has dist/"
 tarball=$(cd "$work/clone" && npm pack --silent --pack-destination "$work" | tail -n 1)
 contents=$(tar -tzf "$work/$tarball")
-for f in package/dist/pg-reaper/cli.js package/deploy/systemd/pg-reaper.service package/LICENSE package/README.md package/config.example.yaml package/config.schema.json package/policy-test.schema.json package/package.json; do
+for f in package/dist/pg-reaper/cli.js package/deploy/systemd/pg-reaper.service package/LICENSE package/README.md package/config.example.yaml package/config.schema.json package/policy-test.schema.json package/deploy/examples/policies.test.yaml package/package.json; do
   grep -qx "$f" <<<"$contents" || fail "$f is not in $tarball"
 done
 ! grep -q '\.map$' <<<"$contents" || fail "source maps in the package point at sources it does not ship"
@@ -43,11 +43,14 @@ set -e
 [ "$code" = 2 ] && grep -q 'npm run demo' <<<"$demo" || fail "demo from the installed package: exit $code: $demo"
 echo "ok: the installed pg-reaper $version runs --version, check and says what to do for demo"
 
-# policy tests, offline: the example passes (no DATABASE_URL needed), a failing one exits 1
+# policy tests, offline: the example the package ships passes (no checkout, no DATABASE_URL),
+# a failing one exits 1
+example="$work/prefix/lib/node_modules/pg-reaper/deploy/examples/policies.test.yaml"
+[ -f "$example" ] || fail "the package does not ship deploy/examples/policies.test.yaml"
 set +e
-tested=$(env -u DATABASE_URL "$bin" test deploy/examples/policies.test.yaml 2>&1); code=$?
+tested=$(cd "$work" && env -u DATABASE_URL "$bin" test "$example" 2>&1); code=$?
 set -e
-[ "$code" = 0 ] && grep -qE '^[0-9]+ tests in 1 file: [0-9]+ passed, 0 failed$' <<<"$tested" || fail "test deploy/examples/policies.test.yaml: exit $code: $tested"
+[ "$code" = 0 ] && grep -qE '^[0-9]+ tests in 1 file: [0-9]+ passed, 0 failed$' <<<"$tested" || fail "test $example: exit $code: $tested"
 cat >"$work/failing.test.yaml" <<YAML
 config: $PWD/config.example.yaml
 tests:
