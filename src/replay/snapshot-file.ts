@@ -47,11 +47,16 @@ export function duplicatePids(sessions: readonly { pid: number }[], path: readon
 export function loadSessionsFile(file: string): { ok: true; value: SessionsFile } | { ok: false; problems: ConfigProblem[] } {
   const read = readText(file, 'write one with "pg-reaper snapshot -o FILE"');
   if ('problem' in read) return { ok: false, problems: [read.problem] };
-  const { source, problems } = parseYamlSource(read.text, file);
-  if (problems.length) return { ok: false, problems };
-  const parsed = snapshotDocumentSchema.safeParse(source.doc.toJS() ?? {}, { error: describeIssue });
-  const issues = parsed.success ? duplicatePids(parsed.data.sessions, ['sessions']) : parsed.error.issues;
-  if (!parsed.success || issues.length) return { ok: false, problems: locateIssues(source, issues) };
+  // A snapshot of thousands of sessions parses as JSON in milliseconds, as YAML with positions in
+  // seconds: positions are only needed to report a problem.
+  let parsed = snapshotDocumentSchema.safeParse(jsonOrUndefined(read.text), { error: describeIssue });
+  if (!parsed.success || duplicatePids(parsed.data.sessions, ['sessions']).length) {
+    const { source, problems } = parseYamlSource(read.text, file);
+    if (problems.length) return { ok: false, problems };
+    parsed = snapshotDocumentSchema.safeParse(source.doc.toJS() ?? {}, { error: describeIssue });
+    const issues = parsed.success ? duplicatePids(parsed.data.sessions, ['sessions']) : parsed.error.issues;
+    if (!parsed.success || issues.length) return { ok: false, problems: locateIssues(source, issues) };
+  }
   const d = parsed.data;
   return {
     ok: true,
@@ -62,6 +67,14 @@ export function loadSessionsFile(file: string): { ok: true; value: SessionsFile 
       sessions: d.sessions,
     },
   };
+}
+
+function jsonOrUndefined(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The Snapshot the planner judges: these sessions at `nowMs`, and what the server facts say. */
