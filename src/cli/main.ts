@@ -79,6 +79,7 @@ async function main(argv: string[]): Promise<number> {
     const { takeSnapshot } = await import('./snapshot.js');
     const taken = await takeSnapshot(config, target, { withQuery: values['with-query'] ?? false, output: values.output });
     process.stderr.write(`${taken.ok ? '' : 'pg-reaper: '}${taken.line}\n`);
+    for (const w of taken.warnings) process.stderr.write(`${name}: ${w}\n`);
     return taken.ok ? EXIT_OK : EXIT_FAILED;
   }
   if (command === 'once') {
