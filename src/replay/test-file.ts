@@ -4,7 +4,7 @@ import { describeIssue, loadConfigFile, locateIssues, parseYamlSource, readText,
 import type { Config } from '../config/schema.js';
 import { REASONS } from '../plan/planner.js';
 import { compilePolicies } from '../policy/compile.js';
-import { DRY_RUN_OUTCOMES } from '../run/outcome.js';
+import { OFFLINE_OUTCOMES } from '../run/outcome.js';
 import { pid, serverFacts, serverFactsSchema, sessionSchema, type ServerFacts, type SessionFormat } from './session-format.js';
 import { loadSessionsFile, type SessionsFile } from './snapshot-file.js';
 
@@ -20,7 +20,7 @@ const expectation = z.strictObject({
   action: z.enum(ACTIONS),
   policy: z.string().min(1).optional(),
   reason: z.enum(REASONS).optional(),
-  outcome: z.enum(DRY_RUN_OUTCOMES).optional(),
+  outcome: z.enum(OFFLINE_OUTCOMES).optional(),
 });
 
 const testCase = z.strictObject({
@@ -51,7 +51,7 @@ export const TEST_FILE_DESCRIPTIONS: Record<string, string> = {
   'tests[].expect[].action': 'terminate, cancel, or none (no policy acts on it, or it is held by when).',
   'tests[].expect[].policy': 'The policy that decides it (with terminate or cancel).',
   'tests[].expect[].reason': `The reason it is decided for: ${REASONS.join(', ')}.`,
-  'tests[].expect[].outcome': `As a dry run judges it: ${DRY_RUN_OUTCOMES.join(', ')} (skipped_cap: over maxActionsPerRun; denied: the reaper may not signal it).`,
+  'tests[].expect[].outcome': `As a dry run judges it: ${OFFLINE_OUTCOMES.join(', ')} (skipped_cap: over maxActionsPerRun; skipped_budget: over a budget, counted from a daemon that just started; denied: the reaper may not signal it).`,
   'tests[].others': 'none (default): every session not listed in expect must get none; any: they may get anything.',
 };
 

@@ -251,3 +251,39 @@ describe('a test judges as the daemon acts', () => {
     expect(bad.err).toMatch(/^bad-snap\.json:1:15 sessions\[0\]\.state: required/m);
   });
 });
+
+describe('protection and budgets in a test', () => {
+  const config = (extra: string) => {
+    writeFileSync(join(dir, 'guarded.yaml'), `${extra}targets: [{ name: main, host: h }]\npolicies:\n  - { name: idle, maxIdle: 1m }\n  - { name: queries, maxQueryDuration: 1m }\n`);
+  };
+  const sessions = `config: guarded.yaml
+tests:
+  - name: guarded
+    sessions:
+      - { pid: 1, state: idle, stateAge: 10m }
+      - { pid: 2, state: idle, stateAge: 9m }
+      - { pid: 3, state: idle, stateAge: 8m }
+      - { pid: 4, application: pg_dump, state: idle, stateAge: 1h }
+      - { pid: 5, state: active, queryAge: 1h, maintenance: CREATE INDEX CONCURRENTLY }
+    others: any
+    expect:
+`;
+
+  it('backups (by application_name) and maintenance (as the server reports it) are protected unless protect says otherwise', () => {
+    config('budget: off\n');
+    const r = run('protected.test.yaml', `${sessions}      - { pid: 4, action: none }\n      - { pid: 5, action: none }\n      - { pid: 1, action: terminate }\n`);
+    expect(r.out).toContain('ok    guarded');
+    const why = run('protected-why.test.yaml', `${sessions}      - { pid: 4, action: terminate }\n      - { pid: 5, action: terminate }\n`);
+    expect(why.out).toContain('why not   protected: backup (pg_dump)');
+    expect(why.out).toContain('why not   protected: maintenance (CREATE INDEX CONCURRENTLY)');
+    config('budget: off\nprotect: { backups: false, maintenance: false }\n');
+    const off = run('unprotected.test.yaml', `${sessions}      - { pid: 4, action: terminate, policy: idle }\n      - { pid: 5, action: terminate, policy: queries }\n`);
+    expect(off.out).toContain('ok    guarded');
+  });
+
+  it('a budget leaves the decisions past it skipped_budget, oldest first, counted from a daemon that just started', () => {
+    config('budget: { maxActions: 2, window: 10m }\n');
+    const r = run('budget.test.yaml', `${sessions}      - { pid: 1, action: terminate, outcome: would_terminate }\n      - { pid: 2, action: terminate, outcome: would_terminate }\n      - { pid: 3, action: terminate, outcome: skipped_budget }\n`);
+    expect(r.out).toContain('ok    guarded');
+  });
+});

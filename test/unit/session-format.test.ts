@@ -109,6 +109,7 @@ describe('a snapshot file', () => {
       session({ idleFor: 9999, application: 'pg-reaper' }),
       session({ activeFor: 1000, application: 'reporting-x', xactFor: 1000, query: 'SELECT secret' }),
       session({ idleFor: 1, connectedFor: 50_000 }),
+      session({ activeFor: 5000, maintenance: 'VACUUM' }),
     ];
   };
   const config = validateConfig({
@@ -141,7 +142,7 @@ describe('a snapshot file', () => {
     expect(want.map((d) => d.reason)).toEqual(expect.arrayContaining(['blocking', 'idle', 'idle_in_transaction', 'query_duration', 'connection_age']));
     expect(want.some((d) => d.held) && want.some((d) => d.capped) && want.some((d) => d.escalated)).toBe(true);
     expect(decisions(replayed)).toEqual(want);
-    expect(replayed.sessions.map((s) => s.canSignal)).toEqual(original.sessions.map((s) => s.canSignal));
+    expect(replayed.sessions.map((s) => [s.canSignal, s.maintenance])).toEqual(original.sessions.map((s) => [s.canSignal, s.maintenance]));
     expect(replayed.sessions.find((s) => s.query !== undefined)?.query).toBe('SELECT secret');
   });
 
