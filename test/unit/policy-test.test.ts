@@ -91,7 +91,7 @@ describe('pg-reaper test', () => {
         '  FAIL  a forgotten transaction is terminated, a runaway query cancelled, a short idle left alone',
         '        pid 102  expected  terminate by pools',
         '                 got       none',
-        '                 why not   idle-in-transaction: under threshold (maxIdleInTransaction: not idle in transaction); pools: under threshold (idle 30s <= maxIdle 10m); runaway-queries: under threshold (maxQueryDuration: not active); pressure: under threshold (idle 30s <= maxIdle 1m)',
+        '                 why not   idle-in-transaction: under threshold (maxIdleInTransaction: not idle in transaction); pools: kept by keepIdle 2 (among the 2 most recently active idle sessions of its user, database and application); later policies do not judge it',
         '        pid 103  expected  terminate by runaway-queries',
         '                 got       cancel by runaway-queries for query_duration 20m > 15m, would_cancel',
         '  FAIL  strict: a session not listed must get none',
