@@ -13,13 +13,18 @@ const OPTIONS = {
   json: { type: 'boolean' },
   connect: { type: 'boolean' },
   print: { type: 'boolean' },
+  from: { type: 'string' },
+  target: { type: 'string' },
+  output: { type: 'string', short: 'o' },
+  'with-query': { type: 'boolean' },
   'log-format': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
 } as const;
 
 type Name = keyof typeof OPTIONS;
-export type Values = { config?: string; 'log-format'?: string } & { [K in Exclude<Name, 'config' | 'log-format'>]?: boolean };
+type StringName = 'config' | 'log-format' | 'from' | 'target' | 'output';
+export type Values = { [K in StringName]?: string } & { [K in Exclude<Name, StringName>]?: boolean };
 
 const spelled = (name: Name) => {
   const short = (OPTIONS[name] as { short?: string }).short;

@@ -33,18 +33,31 @@ async function main(argv: string[]): Promise<number> {
   }
   const command = positionals[0] ?? 'run';
   if (command !== 'run') releaseEarlySignals();
-  if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}"`);
   // the demo is development tooling: it runs from a checkout (npm run demo) and is not shipped
   if (command === 'demo') throw new UsageError('"demo" runs from a git checkout of pg-reaper, not from the installed program: npm ci && npm run demo');
-  if (!['run', 'check', 'once', 'audit-init'].includes(command)) throw new UsageError(`unknown command "${command}"; expected run, check, once or audit-init`);
+  if (!['run', 'check', 'once', 'audit-init', 'snapshot', 'test'].includes(command)) throw new UsageError(`unknown command "${command}"; expected run, check, once, audit-init, snapshot or test`);
+  if (positionals.length > 1 && command !== 'test') throw new UsageError(`unexpected argument "${positionals[1]}"`);
   if ((values['dry-run'] || values.json) && command !== 'once') throw new UsageError('--dry-run and --json only apply to "once"');
   if (values.connect && command !== 'check') throw new UsageError('--connect only applies to "check"');
   if (values.print && command !== 'audit-init') throw new UsageError('--print only applies to "audit-init"');
+  if (values.from !== undefined && command !== 'once') throw new UsageError('--from only applies to "once --dry-run"');
+  if (values.from !== undefined && !values['dry-run']) throw new UsageError('--from judges a saved snapshot and signals nothing: add --dry-run');
+  if (values.target !== undefined && command !== 'snapshot' && values.from === undefined) throw new UsageError('--target only applies to "snapshot" and "once --dry-run --from"');
+  if ((values.output !== undefined || values['with-query']) && command !== 'snapshot') throw new UsageError('--output and --with-query only apply to "snapshot"');
   const format = values['log-format'];
   if (format !== undefined && format !== 'json' && format !== 'pretty') throw new UsageError(`--log-format must be json or pretty, got "${format}"`);
 
+  if (command === 'test') {
+    if (values.config !== undefined) throw new UsageError('"test" takes no --config: each test file names its config');
+    const files = positionals.slice(1);
+    if (files.length === 0) throw new UsageError('"test" needs at least one test file: pg-reaper test FILE...');
+    const { runTestFiles } = await import('./test.js');
+    return runTestFiles(files, { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) });
+  }
+
   const file = values.config ?? process.env.PG_REAPER_CONFIG ?? 'config.yaml';
-  const loaded = loadConfigFile(file);
+  // a replay never connects: how to reach the targets is not read (nor the variables in it)
+  const loaded = loadConfigFile(file, process.env, { offline: values.from !== undefined });
   if (!loaded.ok) {
     for (const p of loaded.problems) process.stderr.write(formatProblem(p) + '\n');
     process.stderr.write(`${file}: ${plural(loaded.problems.length, 'problem')}, config not loaded\n`);
@@ -60,12 +73,35 @@ async function main(argv: string[]): Promise<number> {
     for (const c of checks) process.stdout.write(c.line + '\n');
     return checks.every((c) => c.ok) ? EXIT_OK : EXIT_FAILED;
   }
+  if (command === 'snapshot') {
+    const names = config.targets.map((t) => t.name);
+    const name = values.target ?? (names.length === 1 ? names[0] : undefined);
+    if (name === undefined) throw new UsageError(`the config has ${names.length} targets: pass --target NAME (${names.join(', ')})`);
+    const target = config.targets.find((t) => t.name === name);
+    if (!target) throw new UsageError(`--target ${name}: no such target; the config's targets: ${names.join(', ')}`);
+    const { takeSnapshot } = await import('./snapshot.js');
+    const taken = await takeSnapshot(config, target, { withQuery: values['with-query'] ?? false, output: values.output });
+    process.stderr.write(`${taken.ok ? '' : 'pg-reaper: '}${taken.line}\n`);
+    for (const w of taken.warnings) process.stderr.write(`${name}: ${w}\n`);
+    return taken.ok ? EXIT_OK : EXIT_FAILED;
+  }
   if (command === 'once') {
     // each command loads only what it uses: `once` never starts HTTP, metrics or the scheduler
-    const { formatJsonLines, formatTable, runOnce } = await import('./once.js');
+    const { formatJsonLines, formatTable, replayOnce, runOnce } = await import('./once.js');
     const effective: Config = values['dry-run'] ? { ...config, dryRun: true } : config;
     const { createLogger, logFormatFor } = await import('../log/logger.js');
     const logger = createLogger(config.logLevel, undefined, logFormatFor(format ?? config.logFormat, process.stderr), 2);
+    if (values.from !== undefined) {
+      const replayed = replayOnce(effective, values.from, values.target, logger);
+      if ('usage' in replayed) throw new UsageError(replayed.usage);
+      if (!replayed.ok) {
+        for (const p of replayed.problems) process.stderr.write(formatProblem(p) + '\n');
+        process.stderr.write(`${values.from}: ${plural(replayed.problems.length, 'problem')}, snapshot not judged\n`);
+        return EXIT_USAGE;
+      }
+      process.stdout.write(values.json ? formatJsonLines([replayed.report], config.logQueryText) : formatTable([replayed.report]));
+      return EXIT_OK;
+    }
     const audit = config.audit ? await startOnceAudit(config, logger) : undefined;
     const started = performance.now();
     const reports = await runOnce(effective, logger, audit);

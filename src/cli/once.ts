@@ -7,6 +7,10 @@ import type { Logger } from '../log/logger.js';
 import { plural } from '../util/plural.js';
 import { actionFields, logRun, privilegeWarnings } from '../run/report.js';
 import { runTarget, settingsFor, systemDeps, type RunReport } from '../run/run-target.js';
+import type { ConfigProblem } from '../config/load.js';
+import { replayRun } from '../replay/replay.js';
+import { serverFacts } from '../replay/session-format.js';
+import { loadSessionsFile, replayedSnapshot } from '../replay/snapshot-file.js';
 
 // `pg-reaper once`: every target once, in parallel; decisions as a table or JSON lines. With
 // audit, each target's rows are queued as soon as its run ends.
@@ -26,6 +30,32 @@ export async function runOnce(config: Config, logger: Logger, audit?: { writer: 
       }
     }),
   );
+}
+
+export type Replayed = { ok: true; report: RunReport } | { ok: false; problems: ConfigProblem[] } | { ok: false; usage: string };
+
+/**
+ * `once --dry-run --from FILE`: a snapshot file judged offline with the policies of one target:
+ * --target, else the target the snapshot was read from, else the config's only target.
+ */
+export function replayOnce(config: Config, file: string, target: string | undefined, logger: Logger): Replayed {
+  const loaded = loadSessionsFile(file);
+  if (!loaded.ok) return loaded;
+  const doc = loaded.value;
+  const names = config.targets.map((t) => t.name);
+  const known = `the config's targets: ${names.join(', ')}`;
+  let name = target;
+  if (name !== undefined) {
+    if (!names.includes(name)) return { ok: false, usage: `--target ${name}: no such target; ${known}` };
+  } else if (doc.target !== undefined) {
+    if (!names.includes(doc.target)) return { ok: false, usage: `${file} was taken of target "${doc.target}", which the config does not have: pass --target NAME (${known})` };
+    name = doc.target;
+  } else if (names.length === 1) name = names[0]!;
+  else return { ok: false, usage: `${file} does not say its target and the config has ${names.length}: pass --target NAME (${known})` };
+  const snapshot = replayedSnapshot(doc.sessions, serverFacts(doc.server), doc.takenAtMs ?? Date.now());
+  const report = replayRun(snapshot, settingsFor(config, name));
+  logRun(logger, report, config.logQueryText);
+  return { ok: true, report };
 }
 
 export function formatJsonLines(reports: readonly RunReport[], logQueryText: boolean): string {

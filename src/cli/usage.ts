@@ -8,6 +8,11 @@ Usage:
   pg-reaper once [--dry-run] [--json]
                                   run every target once and print the decisions
   pg-reaper audit-init [--print]  create the audit table if missing (--print: its DDL)
+  pg-reaper once --dry-run --from SNAPSHOT [--target NAME] [--json]
+                                  judge a saved snapshot offline, as once --dry-run would
+  pg-reaper snapshot [--target NAME] [-o FILE] [--with-query]
+                                  save every client session of a target as a snapshot file
+  pg-reaper test FILE...          run policy tests (exit 0 all pass, 1 one failed, 2 malformed)
 
 Options:
   -c, --config PATH       config file (default: $PG_REAPER_CONFIG, else ./config.yaml)
@@ -47,6 +52,7 @@ Example:
 ${EXIT_CODES}
 `,
   once: `pg-reaper once [-c PATH] [--dry-run] [--json]
+pg-reaper once [-c PATH] --dry-run --from SNAPSHOT [--target NAME] [--json]
 
 Runs every target once and prints the decisions: a table, or with --json one JSON object per
 decision per line. --dry-run signals nothing (decisions are reported as would_terminate /
@@ -54,8 +60,13 @@ would_cancel). Log lines go to stderr. With audit configured, every decision is 
 to the audit table before it exits (within shutdownTimeout; rows it could not write make it
 exit 1).
 
-Example:
+With --from, nothing connects: a snapshot file (pg-reaper snapshot) is judged with the policies
+of --target, else of the target it was taken of, else of the config's only target, and printed
+as a live "once --dry-run" would print it. The targets' connection settings are not read.
+
+Examples:
   pg-reaper once -c config.yaml --dry-run
+  pg-reaper once -c config.yaml --dry-run --from primary.snapshot.json --json
 
 ${EXIT_CODES}
 `,
@@ -73,5 +84,32 @@ Example:
   pg-reaper audit-init -c config.yaml --print | psql "postgres://admin@audit.db.internal/ops"
 
 Exit codes: 0 done, 1 it could not be created or written, 2 usage or config error (or no audit).
+`,
+  snapshot: `pg-reaper snapshot [-c PATH] [--target NAME] [-o FILE] [--with-query]
+
+Connects to one target (--target, or the config's only one) and writes every client session
+but its own, as the planner sees it, as one JSON document: the server's clock (takenAt), the
+target, server facts (clientSlots, version, reaperSuperuser) and the sessions, their ages before
+takenAt. The file is what "once --dry-run --from" replays and a policy test's sessionsFrom reads.
+User and application names and client addresses are kept (edit the file before sharing it);
+query text only with --with-query. Written to FILE (readable by its owner only) or stdout.
+
+Example:
+  pg-reaper snapshot -c config.yaml --target primary -o primary.snapshot.json
+
+${EXIT_CODES}
+`,
+  test: `pg-reaper test FILE...
+
+Runs policy tests: each YAML file names a config and lists tests, each with sessions (or a
+snapshot file), optional server facts and the outcome expected per pid. The sessions are judged
+by the daemon's own planner, as a dry run: nothing connects. Prints one line per test, ok or
+FAIL with what differs pid by pid, and a summary. See the README, "Test a config before it runs".
+
+Example:
+  pg-reaper test deploy/examples/policies.test.yaml
+
+Exit codes: 0 every test passed, 1 a test failed, 2 a malformed test file, config or snapshot
+(reported as FILE:LINE:COL on stderr) or a usage error.
 `,
 };

@@ -7,7 +7,7 @@ import { configSchema } from './schema.js';
 // description on every key in the README's words. `npm run schema` writes it; a test fails when
 // the file is stale or a key has no description. Not loaded by the daemon.
 
-type Json = Record<string, unknown>;
+export type Json = Record<string, unknown>;
 
 const DURATION = { anyOf: [{ type: 'string', pattern: '^(\\d+(\\.\\d+)?(ms|s|m|h|d))+$|^\\d+(\\.\\d+)?$' }, { type: 'number', exclusiveMinimum: 0 }] };
 const ENV_REF = { type: 'string', pattern: '\\$\\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\\}' };
@@ -128,62 +128,89 @@ export const DESCRIPTIONS: Record<string, string> = {
   'policies[].budget': 'This policy\'s own budget on each target, beside the target\'s (no default): at most maxActions per window, or off.',
 };
 
-const SELECTORS = new Set(['exempt', 'policies[].match', 'policies[].exempt']);
-const BUDGETS = new Set(['budget', 'policies[].budget']);
-
-function annotate(node: Json, path: string, missing: string[]): void {
-  const props = node.properties as Record<string, Json> | undefined;
-  if (props) {
-    for (const [key, child] of Object.entries(props)) {
-      const childPath = SELECTORS.has(path) ? `selector.${key}` : BUDGETS.has(path) ? `budget.${key}` : path ? `${path}.${key}` : key;
-      props[key] = describe(child, childPath, missing);
-    }
-  }
-  const items = node.items as Json | undefined;
-  if (items) annotate(items, `${path}[]`, missing);
+/** How to turn a zod schema's JSON Schema into one for editors: what zod cannot say about inputs. */
+export interface SchemaSpec {
+  /** Keys whose input is a duration: the default as written in YAML, and whether 0 is allowed. */
+  durations: Record<string, { default?: string | undefined; zero?: boolean }>;
+  /** Keys whose input zod transforms into something else: their whole schema. */
+  replace: Record<string, Json>;
+  /** Keys whose schema is built here from zod's: `annotate` describes the keys inside it. */
+  custom?: (node: Json, path: string, annotate: (node: Json, path: string) => void) => Json | undefined;
+  /** Defaults that zod cannot show on the input side. */
+  defaults: Record<string, unknown>;
+  descriptions: Record<string, string>;
+  /** Objects whose keys are described under another name ("policies[].match" → "selector"). */
+  aliases: Record<string, string>;
+  /** A scalar that is not a string may also be written as "${VAR}". */
+  envRefs: boolean;
 }
 
-function describe(node: Json, path: string, missing: string[]): Json {
+function annotate(node: Json, path: string, spec: SchemaSpec, missing: string[]): void {
+  const props = node.properties as Record<string, Json> | undefined;
+  if (props) {
+    const base = spec.aliases[path] ?? path;
+    for (const [key, child] of Object.entries(props)) props[key] = describe(child, base ? `${base}.${key}` : key, spec, missing);
+  }
+  const items = node.items as Json | undefined;
+  if (items) annotate(items, `${path}[]`, spec, missing);
+}
+
+function describe(node: Json, path: string, spec: SchemaSpec, missing: string[]): Json {
+  const description = spec.descriptions[path];
+  if (description === undefined) missing.push(path);
+  const custom = spec.custom?.(node, path, (n, p) => annotate(n, p, spec, missing));
+  if (custom) return { description, ...custom };
   let out: Json = node;
-  if (BUDGETS.has(path)) {
-    // { maxActions, window }, or off
-    const rule = ((node.anyOf as Json[] | undefined) ?? []).find((x) => x.type === 'object') ?? {};
-    annotate(rule, path, missing);
-    if (DESCRIPTIONS[path] === undefined) missing.push(path);
-    return { description: DESCRIPTIONS[path], anyOf: [rule, { const: 'off' }, { const: false }], ...(path === 'budget' ? { default: { maxActions: 100, window: '10m' } } : {}) };
+  const duration = spec.durations[path];
+  if (duration) {
+    const anyOf = duration.zero ? [DURATION.anyOf[0], { type: 'number', minimum: 0 }] : DURATION.anyOf;
+    out = { anyOf, ...(duration.default !== undefined ? { default: duration.default } : {}) };
+  } else if (path in spec.replace) {
+    out = spec.replace[path]!;
+  } else if (path in spec.defaults) {
+    out = { ...node, default: spec.defaults[path] };
   }
-  if (path in DURATIONS) {
-    const anyOf = path === 'scheduleJitter' ? [DURATION.anyOf[0], { type: 'number', minimum: 0 }] : DURATION.anyOf;
-    out = { anyOf, ...(DURATIONS[path] !== undefined ? { default: DURATIONS[path] } : {}) };
-  } else if (path === 'policies[].when.connectionsAbove') {
-    out = { anyOf: [{ type: 'string', pattern: '^\\s*\\d+(\\.\\d+)?\\s*%\\s*$' }, { type: 'integer', minimum: 1 }] };
-  } else if (path in DEFAULTS) {
-    out = { ...node, default: DEFAULTS[path] };
-  }
-  annotate(out, path, missing);
-  // a scalar that is not a string may also be written as "${VAR}"
+  annotate(out, path, spec, missing);
   const scalar = out.type === 'integer' || out.type === 'number' || out.type === 'boolean' || (out.anyOf !== undefined && !out.properties);
-  if (scalar) {
+  if (scalar && spec.envRefs) {
     const { default: def, ...rest } = out;
     out = { anyOf: [...((rest.anyOf as Json[] | undefined) ?? [rest]), ENV_REF], ...(def !== undefined ? { default: def } : {}) };
   }
-  const description = DESCRIPTIONS[path];
-  if (description === undefined) missing.push(path);
   return { description, ...out };
 }
 
+/** A JSON Schema for editors from a zod schema, and the keys that have no description (should be none). */
+export function editorJsonSchema(zodSchema: z.ZodType, spec: SchemaSpec, title: string, description: string): { schema: Json; undocumented: string[] } {
+  const raw = z.toJSONSchema(zodSchema, { io: 'input', unrepresentable: 'any' }) as Json;
+  const missing: string[] = [];
+  annotate(raw, '', spec, missing);
+  const schema = { $schema: raw.$schema, title, description, ...Object.fromEntries(Object.entries(raw).filter(([k]) => k !== '$schema')) };
+  return { schema, undocumented: [...new Set(missing)] };
+}
+
+const SELECTOR = 'selector';
+const BUDGET = 'budget';
+const BUDGETS = new Set(['budget', 'policies[].budget']);
+
+const CONFIG_SPEC: SchemaSpec = {
+  durations: Object.fromEntries(Object.entries(DURATIONS).map(([k, d]) => [k, { default: d, zero: k === 'scheduleJitter' }])),
+  replace: { 'policies[].when.connectionsAbove': { anyOf: [{ type: 'string', pattern: '^\\s*\\d+(\\.\\d+)?\\s*%\\s*$' }, { type: 'integer', minimum: 1 }] } },
+  custom: (node, path, annotateKeys) => {
+    if (!BUDGETS.has(path)) return undefined;
+    // { maxActions, window }, or off
+    const rule = ((node.anyOf as Json[] | undefined) ?? []).find((x) => x.type === 'object') ?? {};
+    annotateKeys(rule, path);
+    return { anyOf: [rule, { const: 'off' }, { const: false }], ...(path === 'budget' ? { default: { maxActions: 100, window: '10m' } } : {}) };
+  },
+  defaults: DEFAULTS,
+  descriptions: DESCRIPTIONS,
+  aliases: { exempt: SELECTOR, 'policies[].match': SELECTOR, 'policies[].exempt': SELECTOR, budget: BUDGET, 'policies[].budget': BUDGET },
+  envRefs: true,
+};
+
 /** The JSON Schema of the config file, and the keys that have no description (should be none). */
 export function configJsonSchema(): { schema: Json; undocumented: string[] } {
-  const raw = z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }) as Json;
-  const missing: string[] = [];
-  annotate(raw, '', missing);
-  const schema = {
-    $schema: raw.$schema,
-    title: 'pg-reaper configuration',
-    description: 'The YAML config of pg-reaper. Generated by npm run schema from src/config/schema.ts; see the README for every key.',
-    ...Object.fromEntries(Object.entries(raw).filter(([k]) => k !== '$schema')),
-  };
-  return { schema, undocumented: [...new Set(missing)] };
+  return editorJsonSchema(configSchema, CONFIG_SPEC, 'pg-reaper configuration', 'The YAML config of pg-reaper. Generated by npm run schema from src/config/schema.ts; see the README for every key.');
 }
 
 export const renderJsonSchema = (): string => JSON.stringify(configJsonSchema().schema, null, 2) + '\n';

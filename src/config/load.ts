@@ -32,37 +32,48 @@ export function formatProblem(p: ConfigProblem): string {
   return redact(`${where} ${p.path ? `${p.path}: ` : ''}${p.message}`);
 }
 
-export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): LoadResult {
-  let text: string;
+export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env, opts: ParseOptions = {}): LoadResult {
+  const read = readText(file, 'pass -c PATH or set PG_REAPER_CONFIG');
+  if ('problem' in read) return { ok: false, problems: [read.problem] };
+  // the files the config points at are read too, unless nothing will connect or listen
+  return parseConfigText(read.text, file, env, { readFiles: !opts.offline, ...opts });
+}
+
+/** A file's text, or a problem that says why it cannot be read (with a hint for a missing file). */
+export function readText(file: string, hint: string): { text: string } | { problem: ConfigProblem } {
   try {
-    text = readFileSync(file, 'utf8');
+    return { text: readFileSync(file, 'utf8') };
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file (pass -c PATH or set PG_REAPER_CONFIG)' : `cannot read it (${code ?? (err as Error).message})`;
-    return { ok: false, problems: [{ file, line: 0, col: 0, path: '', message: why }] };
+    const why = code === 'ENOENT' ? `no such file (${hint})` : `cannot read it (${code ?? (err as Error).message})`;
+    return { problem: { file, line: 0, col: 0, path: '', message: why } };
   }
-  return parseConfigText(text, file, env, { readFiles: true });
 }
 
 export interface ParseOptions {
   /** Also read the files the config points at (passwordFile, http.webConfigFile): a missing or unreadable one is a problem. */
   readFiles?: boolean;
+  /**
+   * For the verbs that never connect (test, once --from): the targets' connection settings
+   * (connection string, host, port, user, password, TLS, timeouts) and the ${VAR}s in them are not
+   * read, so a CI job needs no secrets and a laptop no server. Names, schedules and policies are
+   * checked as always.
+   */
+  offline?: boolean;
 }
 
-export function parseConfigText(text: string, file: string, env: NodeJS.ProcessEnv = process.env, options: ParseOptions = {}): LoadResult {
-  const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
-  const at = (offset: number | undefined) => lines.linePos(offset ?? 0);
-  const problems: ConfigProblem[] = [];
+/** Keys of a target that say how to connect: not read offline. */
+const CONNECTION_KEYS = new Set(['connectionString', 'host', 'port', 'user', 'password', 'passwordFile', 'database', 'ssl', 'connectTimeout', 'queryTimeout']);
+const isConnectionPath = (path: readonly (string | number)[]) => path[0] === 'targets' && typeof path[1] === 'number' && CONNECTION_KEYS.has(String(path[2]));
 
-  for (const error of doc.errors) {
-    const pos = at(error.pos[0]);
-    problems.push({ file, line: pos.line, col: pos.col, path: '', message: `invalid YAML: ${error.message.split('\n')[0]}` });
-  }
+export function parseConfigText(text: string, file: string, env: NodeJS.ProcessEnv = process.env, opts: ParseOptions = {}): LoadResult {
+  const { source, problems } = parseYamlSource(text, file);
   if (problems.length) return { ok: false, problems };
+  const { doc, at } = source;
 
   walkScalars(doc.contents, [], (node, path) => {
     if (typeof node.value !== 'string' || !node.value.includes('$')) return;
+    if (opts.offline && isConnectionPath(path)) return;
     const { value, missing } = substituteEnv(node.value, env);
     node.value = value;
     const pos = at(node.range?.[0]);
@@ -72,11 +83,12 @@ export function parseConfigText(text: string, file: string, env: NodeJS.ProcessE
   });
 
   const raw: unknown = doc.toJS() ?? {};
+  if (opts.offline) offlineTargets(raw);
   const parsed = configSchema.safeParse(raw, { error: describeIssue });
   const rules = crossKeyIssues(raw);
   if (parsed.success && rules.length === 0 && problems.length === 0) {
     const config = resolvePaths(parsed.data, dirname(resolve(file)));
-    if (!options.readFiles) return { ok: true, config };
+    if (!opts.readFiles) return { ok: true, config };
     for (const p of referencedFileProblems(config)) {
       // a problem inside the web config file says where in that file; the others where the key is
       const pos = 'file' in p && p.line > 0 ? { line: p.line, col: p.col } : at(nearestNode(doc, p.path)?.range?.[0]);
@@ -84,23 +96,70 @@ export function parseConfigText(text: string, file: string, env: NodeJS.ProcessE
     }
     return problems.length ? { ok: false, problems } : { ok: true, config };
   }
+  // a value left empty by a missing variable is already reported as such
   const envPaths = new Set(problems.map((p) => p.path));
-  for (const issue of [...(parsed.error?.issues ?? []), ...rules.map((r) => ({ ...r, code: 'custom' as const }))]) {
+  const issues = [...(parsed.error?.issues ?? []), ...rules].filter((i) => !envPaths.has(formatPath(i.path)));
+  problems.push(...locateIssues(source, issues));
+  problems.sort((a, b) => a.line - b.line || a.col - b.col);
+  return { ok: false, problems };
+}
+
+// Offline, each target keeps its name, schedule and time zone; how to reach it is replaced by a
+// host that is never connected to.
+function offlineTargets(raw: unknown): void {
+  const targets = (raw as { targets?: unknown } | null)?.targets;
+  if (!Array.isArray(targets)) return;
+  for (const t of targets) {
+    if (t === null || typeof t !== 'object' || Array.isArray(t)) continue;
+    for (const key of CONNECTION_KEYS) delete (t as Record<string, unknown>)[key];
+    (t as Record<string, unknown>).host = 'localhost';
+  }
+}
+
+/** A YAML file parsed for validation: its document, and the line and column of an offset. */
+export interface YamlSource {
+  file: string;
+  doc: Document;
+  at(offset: number | undefined): { line: number; col: number };
+}
+
+/** Parses YAML (JSON too) keeping positions; syntax errors come back as located problems. */
+export function parseYamlSource(text: string, file: string): { source: YamlSource; problems: ConfigProblem[] } {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
+  const at = (offset: number | undefined) => lines.linePos(offset ?? 0);
+  const problems = doc.errors.map((error): ConfigProblem => {
+    const pos = at(error.pos[0]);
+    return { file, line: pos.line, col: pos.col, path: '', message: `invalid YAML: ${error.message.split('\n')[0]}` };
+  });
+  return { source: { file, doc, at }, problems };
+}
+
+/** An issue found in a parsed file: zod's, or one of our own rules (code absent or "custom"). */
+export interface Issue {
+  code?: string;
+  path: readonly PropertyKey[];
+  message: string;
+  keys?: string[];
+}
+
+/** Each issue at the node its path points to (a missing key at its parent, an unknown key at itself). */
+export function locateIssues(source: YamlSource, issues: readonly Issue[]): ConfigProblem[] {
+  const { file, doc, at } = source;
+  const problems: ConfigProblem[] = [];
+  for (const issue of issues) {
     if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys) {
+      for (const key of issue.keys ?? []) {
         const node = keyNode(doc, issue.path, key);
         const pos = at(node?.range?.[0]);
         problems.push({ file, line: pos.line, col: pos.col, path: formatPath([...issue.path, key]), message: issue.message.replace('%KEY%', key) });
       }
       continue;
     }
-    // a value left empty by a missing variable is already reported as such
-    if (envPaths.has(formatPath(issue.path))) continue;
     const pos = at(nearestNode(doc, issue.path)?.range?.[0]);
     problems.push({ file, line: pos.line, col: pos.col, path: formatPath(issue.path), message: issue.message });
   }
-  problems.sort((a, b) => a.line - b.line || a.col - b.col);
-  return { ok: false, problems };
+  return problems.sort((a, b) => a.line - b.line || a.col - b.col);
 }
 
 // File paths in the config (passwordFile, ssl.rootCert, ssl.cert, ssl.key, http.webConfigFile) are relative to the
@@ -130,7 +189,7 @@ export function validateConfig(input: unknown): Config {
 const SECRET_KEYS = new Set(['password', 'connectionString']);
 
 // Messages that say what would be accepted. Values of secret keys are never echoed.
-function describeIssue(iss: z.core.$ZodRawIssue): string | undefined {
+export function describeIssue(iss: z.core.$ZodRawIssue): string | undefined {
   const secret = iss.path?.some((p) => SECRET_KEYS.has(String(p))) ?? false;
   const got = secret ? '' : `, got ${show(iss.input)}`;
   switch (iss.code) {
@@ -163,7 +222,7 @@ function article(type: string): string {
   return /^[aeiou]/.test(type) ? `an ${type}` : `a ${type}`;
 }
 
-function formatPath(path: readonly PropertyKey[]): string {
+export function formatPath(path: readonly PropertyKey[]): string {
   return path.reduce<string>((out, seg) => (typeof seg === 'number' ? `${out}[${seg}]` : out ? `${out}.${String(seg)}` : String(seg)), '');
 }
 

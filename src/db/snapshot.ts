@@ -7,8 +7,8 @@ import type { Session, Snapshot } from './session.js';
 // policy could act on: those past the smallest threshold of each reason, lock waiters and the
 // sessions blocking them, every idle session when keepIdle needs whole pools, the sessions
 // protected as backups or maintenance (so they are counted however young), and the sessions a
-// run asks to watch. With no filter (debug's why-not lines, check --connect, tests) every
-// session comes as a row.
+// run asks to watch. With no filter (debug's why-not lines, check --connect, pg-reaper snapshot,
+// tests) every session comes as a row, those our role cannot see included.
 // Without pg_read_all_stats other roles' rows show NULL in backend_type (and state and times):
 // they are counted as state unknown and never judged. What such a row still shows is its role
 // and its database: a client backend always has both, while background processes have no role
@@ -59,9 +59,8 @@ states AS (
 ),
 rows AS (
   SELECT c.* FROM clients c, me
-   WHERE c.backend_type IS NOT NULL AND (
-         $1::bool
-      OR (c.state = 'idle' AND ($7::bool OR c.state_change <= me.now - $2::float8 * interval '1 millisecond'))
+   WHERE $1::bool OR (c.backend_type IS NOT NULL AND (
+         (c.state = 'idle' AND ($7::bool OR c.state_change <= me.now - $2::float8 * interval '1 millisecond'))
       OR (c.state IN ('idle in transaction', 'idle in transaction (aborted)') AND c.state_change <= me.now - $3::float8 * interval '1 millisecond')
       OR (c.state = 'active' AND c.query_start <= me.now - $4::float8 * interval '1 millisecond')
       OR c.xact_start <= me.now - $5::float8 * interval '1 millisecond'
@@ -71,7 +70,7 @@ rows AS (
       OR c.pid IN (SELECT m.pid FROM maintenance m WHERE m.kind IS NOT NULL)
       OR c.application_name = ANY($10::text[])
       OR EXISTS (SELECT 1 FROM unnest($11::text[]) p WHERE starts_with(c.application_name, p))
-      OR c.pid = ANY($12::int[]))
+      OR c.pid = ANY($12::int[])))
 )
 SELECT extract(epoch FROM me.now)::float8 * 1000 AS now_ms, me.pid AS self_pid,
        me.superuser AS self_superuser, me.signal_backend AS self_signal_backend, me.read_all_stats AS self_read_all_stats,

@@ -2,7 +2,7 @@ import type { Db } from '../db/db.js';
 import { remainingBackends, signalBackends, type Victim } from '../db/signal.js';
 import type { Action, Decision } from '../plan/planner.js';
 import { describeError } from '../util/errors.js';
-import type { ActionResult } from './outcome.js';
+import type { ActionResult, Outcome } from './outcome.js';
 
 // The one place that signals backends. It owns dry-run, caps, budgets and privileges as
 // outcomes, the race guard (in the SQL), error isolation per victim and the confirmation of exits.
@@ -20,11 +20,8 @@ export async function execute(decisions: readonly Decision[], deps: ExecuteDeps)
   const results = new Map<Decision, ActionResult>();
   const live: Record<Action, Decision[]> = { terminate: [], cancel: [] };
   for (const d of decisions) {
-    if (!d.session.canSignal) results.set(d, { decision: d, outcome: 'denied' });
-    else if (d.overBudget !== undefined) results.set(d, { decision: d, outcome: 'skipped_budget' });
-    else if (d.capped) results.set(d, { decision: d, outcome: 'skipped_cap' });
-    else if (d.dryRun) results.set(d, { decision: d, outcome: d.action === 'terminate' ? 'would_terminate' : 'would_cancel' });
-    else if (d.session.backendStart === null || d.session.application === deps.applicationName) results.set(d, { decision: d, outcome: 'skipped_changed' });
+    const outcome = settledOutcome(d, deps.applicationName);
+    if (outcome) results.set(d, { decision: d, outcome });
     else live[d.action].push(d);
   }
 
@@ -37,6 +34,31 @@ export async function execute(decisions: readonly Decision[], deps: ExecuteDeps)
   }
   for (const r of await confirmExits(signalled, deps)) results.set(r.decision, r);
   return decisions.map((d) => results.get(d)!);
+}
+
+/**
+ * What a decision comes to without a signal: denied (we may not signal it), skipped_budget,
+ * skipped_cap, a dry run's would_terminate / would_cancel, or skipped_changed (not a candidate);
+ * undefined when it is to be signalled.
+ */
+export function settledOutcome(d: Decision, applicationName: string): Outcome | undefined {
+  if (!d.session.canSignal) return 'denied';
+  if (d.overBudget !== undefined) return 'skipped_budget';
+  if (d.capped) return 'skipped_cap';
+  if (d.dryRun) return d.action === 'terminate' ? 'would_terminate' : 'would_cancel';
+  if (d.session.backendStart === null || d.session.application === applicationName) return 'skipped_changed';
+  return undefined;
+}
+
+/**
+ * Offline judging (snapshot replay, policy tests): every decision as a dry run has it, nothing
+ * signalled. Decisions of policies that would act for real are judged as dry runs of themselves.
+ */
+export function judgeDry(decisions: readonly Decision[], applicationName: string): ActionResult[] {
+  return decisions.map((d) => {
+    const dry = d.dryRun ? d : { ...d, dryRun: true };
+    return { decision: dry, outcome: settledOutcome(dry, applicationName)! };
+  });
 }
 
 // What the kill statement re-checks for a decision: identity, and the timestamp its reason rests on.

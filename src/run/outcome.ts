@@ -3,6 +3,12 @@ import type { Action, Decision } from '../plan/planner.js';
 export const OUTCOMES = ['terminated', 'signalled', 'cancelled', 'would_terminate', 'would_cancel', 'skipped_changed', 'skipped_cap', 'skipped_budget', 'denied', 'failed'] as const;
 export type Outcome = (typeof OUTCOMES)[number];
 
+/**
+ * The outcomes of an offline judgment (snapshot replay, policy tests): a dry run's, and
+ * skipped_budget for what a policy that acts would find over its budget in one run.
+ */
+export const OFFLINE_OUTCOMES = ['would_terminate', 'would_cancel', 'skipped_cap', 'skipped_budget', 'denied'] as const satisfies readonly Outcome[];
+
 export interface ActionResult {
   decision: Decision;
   outcome: Outcome;

@@ -5,14 +5,15 @@ import type { Db } from '../db/db.js';
 import type { TargetDb } from '../db/target.js';
 import type { Snapshot } from '../db/session.js';
 import { readSnapshot } from '../db/snapshot.js';
-import { explain, type NotActedOn } from '../plan/explain.js';
+import type { NotActedOn } from '../plan/explain.js';
 import { snapshotFilter } from '../plan/filter.js';
-import { plan, type Decision } from '../plan/planner.js';
+import type { Decision } from '../plan/planner.js';
 import { protectedCounts, type Protect, type ProtectionKind } from '../plan/protect.js';
 import { compilePolicies, type CompiledPolicy } from '../policy/compile.js';
 import { describeError } from '../util/errors.js';
 import { BudgetLedger, budgetRules, type BudgetState } from './budget.js';
 import { execute } from './executor.js';
+import { decide } from './judge.js';
 import type { ActionResult } from './outcome.js';
 
 // One run on one target: snapshot → plan → execute. It never throws: any failure becomes a
@@ -162,17 +163,7 @@ async function decideAndAct(snapshot: Snapshot, db: Db, settings: RunSettings, d
   let mark = deps.monotonic();
   try {
     const ledger = deps.budget ?? new BudgetLedger();
-    const rules = budgetRules(settings.budget, settings.policies);
-    const decisions = plan(snapshot, settings.policies, {
-      target: settings.target,
-      applicationName: settings.applicationName,
-      maxActionsPerRun: settings.maxActionsPerRun,
-      exemptListeners: settings.exemptListeners,
-      protect: settings.protect,
-      budget: ledger.room(snapshot.nowMs, rules),
-    });
-    const acting = decisions.filter((d) => !d.held);
-    const notActedOn = settings.explain ? explain(snapshot, settings.policies, settings.applicationName, decisions, settings.exemptListeners, settings.protect) : undefined;
+    const { decisions, acting, notActedOn } = decide(snapshot, settings, ledger);
     const spared = protectedCounts(snapshot, settings.protect, settings.applicationName);
     timings.planMs = deps.monotonic() - mark;
     mark = deps.monotonic();
@@ -184,7 +175,7 @@ async function decideAndAct(snapshot: Snapshot, db: Db, settings: RunSettings, d
       now: deps.monotonic,
     });
     timings.executeMs = deps.monotonic() - mark;
-    const budget = ledger.settle(snapshot.nowMs, rules, results);
+    const budget = ledger.settle(snapshot.nowMs, budgetRules(settings.budget, settings.policies), results);
     const failed = results.some((r) => r.outcome === 'failed');
     return finish({ ok: !failed, ...(failed ? { error: 'some actions failed' } : {}), snapshot, results, decisions, ...(notActedOn ? { notActedOn } : {}), protected: spared, budget });
   } catch (err) {

