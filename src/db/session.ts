@@ -74,10 +74,14 @@ export interface Snapshot {
 /** Metric label for a pg_stat_activity state: "idle in transaction (aborted)" → "idle_in_transaction_aborted". */
 export function stateLabel(state: string | null): string {
   if (state === null) return 'unknown';
-  return state.replace(/[()]/g, '').trim().replace(/\s+/g, '_');
+  const label = state.replace(/[()]/g, '').trim().replace(/\s+/g, '_');
+  // a bounded label set, so every series can be zeroed and removed: a state a newer server adds
+  // is counted as "other" until it is listed
+  return (STATE_LABELS as readonly string[]).includes(label) ? label : 'other';
 }
 
-export const STATE_LABELS = ['active', 'idle', 'idle_in_transaction', 'idle_in_transaction_aborted', 'fastpath_function_call', 'disabled', 'unknown'] as const;
+/** starting: PostgreSQL 18 shows a backend that is still authenticating. */
+export const STATE_LABELS = ['active', 'idle', 'idle_in_transaction', 'idle_in_transaction_aborted', 'fastpath_function_call', 'disabled', 'starting', 'other', 'unknown'] as const;
 
 /** The server-side aggregates of a snapshot, computed from a complete list of sessions (tests, benchmarks). */
 export function aggregatesOf(sessions: readonly Session[], nowMs: number): Pick<Snapshot, 'complete' | 'clients' | 'waiting' | 'states'> {

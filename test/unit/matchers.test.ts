@@ -108,7 +108,7 @@ describe('environment substitution', () => {
 
 describe('labels and redaction', () => {
   it('turns pg_stat_activity states into metric labels', () => {
-    expect(['active', 'idle in transaction (aborted)', 'fastpath function call', null].map(stateLabel)).toEqual(['active', 'idle_in_transaction_aborted', 'fastpath_function_call', 'unknown']);
+    expect(['active', 'idle in transaction (aborted)', 'fastpath function call', 'starting', 'some new state', null].map(stateLabel)).toEqual(['active', 'idle_in_transaction_aborted', 'fastpath_function_call', 'starting', 'other', 'unknown']);
   });
 
   it('removes passwords from URLs, key=value strings and registered secrets', () => {
