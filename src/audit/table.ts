@@ -1,29 +1,10 @@
-// The audit table's shape, in one place: its name, its columns, the DDL that audit-init runs or
-// prints, the INSERT of a batch and the probe that checks the table is writable. Pure text: no
-// connection here.
+import type { TableName } from '../config/table-name.js';
 
-export const DEFAULT_AUDIT_TABLE = 'reaper_audit.actions';
+// The audit table's shape, in one place: its columns, the DDL that audit-init runs or prints, the
+// INSERT of a batch and the probe that checks the table is writable (its name is checked with
+// the config: config/table-name.ts). Pure text: no connection here.
 
-export interface TableName {
-  /** Absent: the first schema of the connection's search_path. */
-  schema?: string;
-  name: string;
-  /** As written in SQL: schema.name. */
-  sql: string;
-}
-
-const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
-
-/** "schema.table" or "table", as unquoted lowercase identifiers; or an error saying what would be accepted. */
-export function parseTableName(text: string): { ok: true; table: TableName } | { ok: false; error: string } {
-  const parts = text.split('.');
-  if (parts.length > 2 || !parts.every((p) => IDENT.test(p))) {
-    return { ok: false, error: `expected a table name like "${DEFAULT_AUDIT_TABLE}" (SCHEMA.TABLE or TABLE, each of lowercase letters, digits and "_", starting with a letter or "_", at most 63 characters), got ${JSON.stringify(text)}` };
-  }
-  const [schema, name] = parts.length === 2 ? [parts[0]!, parts[1]!] : [undefined, parts[0]!];
-  if (schema?.startsWith('pg_')) return { ok: false, error: `schema names beginning with "pg_" are reserved by PostgreSQL; use another, like "reaper_audit", got ${JSON.stringify(text)}` };
-  return { ok: true, table: { ...(schema !== undefined ? { schema } : {}), name, sql: text } };
-}
+export { DEFAULT_AUDIT_TABLE, parseTableName, type TableName } from '../config/table-name.js';
 
 /**
  * Each column: its DDL, and how a row's JSON field becomes it. Timestamps travel as epoch

@@ -1,9 +1,9 @@
 import { Cron } from 'croner';
 import { z } from 'zod';
-import { DEFAULT_AUDIT_TABLE, parseTableName } from '../audit/table.js';
-import { addressError } from '../policy/address.js';
 import { redact } from '../util/errors.js';
-import { DEFAULT_LOCK_KEY } from '../coord/lock-key.js';
+import { fnv1a32 } from '../util/fnv1a.js';
+import { addressError } from './address.js';
+import { DEFAULT_AUDIT_TABLE, parseTableName } from './table-name.js';
 import { hostError, parseConnInfo, SSL_MODES } from './conninfo.js';
 import { parseDuration } from './duration.js';
 
@@ -163,6 +163,9 @@ const policy = z.strictObject({
   maxActionsPerRun: integer(1).optional(),
   budget: budget.optional(),
 });
+
+/** The default coordination.lockKey: fnv1a32("pg-reaper") = 79173604. */
+export const DEFAULT_LOCK_KEY = fnv1a32('pg-reaper');
 
 const int4 = z.preprocess((v) => (typeof v === 'string' && /^-?\d+$/.test(v.trim()) ? Number(v) : v), z.number().int().min(-2147483648).max(2147483647));
 

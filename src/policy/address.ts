@@ -1,26 +1,11 @@
 import { isIP } from 'node:net';
 
 // Client address lists: IPv4 and IPv6 addresses and CIDR blocks, and the word "local" for
-// sessions over a Unix socket (pg_stat_activity shows client_addr NULL for those).
+// sessions over a Unix socket (pg_stat_activity shows client_addr NULL for those). The entries
+// were checked by config/address.ts.
 interface Block {
   bytes: Uint8Array;
   prefix: number;
-}
-
-/** Why an entry is not an address, or undefined when it is one. */
-export function addressError(entry: string): string | undefined {
-  if (entry === 'local') return undefined;
-  const [ip, prefix, extra] = entry.split('/');
-  if (extra !== undefined || !ip || isIP(ip) === 0) {
-    return `expected an IP address, a CIDR like "10.0.0.0/8" or "fd00::/8", or "local", got "${entry}"`;
-  }
-  if (prefix !== undefined) {
-    const max = isIP(ip) === 4 ? 32 : 128;
-    if (!/^\d+$/.test(prefix) || Number(prefix) > max) {
-      return `expected a prefix length 0-${max} after "/", got "${entry}"`;
-    }
-  }
-  return undefined;
 }
 
 export class AddressSet {

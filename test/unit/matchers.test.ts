@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { addressError, AddressSet, toBytes } from '../../src/policy/address.js';
+import { addressError } from '../../src/config/address.js';
+import { AddressSet, toBytes } from '../../src/policy/address.js';
 import { compileGlob, GlobSet } from '../../src/policy/glob.js';
 import { formatDuration, parseDuration } from '../../src/config/duration.js';
 import { substituteEnv } from '../../src/config/env.js';
