@@ -73,11 +73,11 @@ export function auditRows(report: RunReport, ctx: RowContext): AuditRow[] {
       client_addr: s.local ? 'local' : s.clientAddr,
       state: s.state,
       seconds: d.seconds,
-      threshold_seconds: d.thresholdSeconds,
+      threshold_seconds: d.threshold,
       query_id: s.queryId,
       query: ctx.logQueryText && typeof s.query === 'string' ? s.query : null,
       escalated: d.escalated === true,
-      blocked_sessions: d.blockedSessions ?? null,
+      blocked_sessions: d.details?.blockedSessions ?? null,
       error: r.error ?? null,
     };
   });

@@ -2,6 +2,8 @@ import { auditRows } from '../audit/row.js';
 import type { AuditWriter } from '../audit/writer.js';
 import type { Config } from '../config/schema.js';
 import { formatDuration } from '../config/duration.js';
+import { entryOf } from '../reasons/table.js';
+import { UNITS } from '../reasons/units.js';
 import { openTarget } from '../db/target.js';
 import type { Logger } from '../log/logger.js';
 import { plural } from '../util/plural.js';
@@ -68,7 +70,8 @@ export function formatTable(reports: readonly RunReport[]): string {
     r.results.map((a) => {
       const d = a.decision;
       const s = d.session;
-      return [d.target, d.policy, d.reason, d.action, a.outcome, String(s.pid), s.user ?? '', s.database ?? '', s.application, s.local ? 'local' : (s.clientAddr ?? ''), formatDuration(d.seconds * 1000), formatDuration(d.thresholdSeconds * 1000)];
+      const unit = UNITS[entryOf(d.reason).unit];
+      return [d.target, d.policy, d.reason, d.action, a.outcome, String(s.pid), s.user ?? '', s.database ?? '', s.application, s.local ? 'local' : (s.clientAddr ?? ''), unit.format(d.age), unit.format(d.threshold)];
     }),
   );
   const lines: string[] = [];

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { configSchema } from './schema.js';
+import { REASON_TABLE } from '../reasons/table.js';
+import { CANCEL_WITH, configSchema } from './schema.js';
 
 // config.schema.json for editors (yaml-language-server): generated from the zod schema (keys,
 // types, enums, required keys, limits), with what zod cannot say about inputs filled in here:
@@ -20,12 +21,7 @@ const DURATIONS: Record<string, string | undefined> = {
   shutdownTimeout: '10s',
   'targets[].connectTimeout': '5s',
   'targets[].queryTimeout': '30s',
-  'policies[].maxBlocking': undefined,
-  'policies[].maxIdle': undefined,
-  'policies[].maxIdleInTransaction': undefined,
-  'policies[].maxQueryDuration': undefined,
-  'policies[].maxTransactionDuration': undefined,
-  'policies[].maxConnectionAge': undefined,
+  ...Object.fromEntries(REASON_TABLE.filter((e) => e.value.kind === 'duration').map((e) => [`policies[].${e.key}`, undefined])),
   'policies[].terminateAfter': undefined,
   'budget.window': undefined,
 };
@@ -110,16 +106,11 @@ export const DESCRIPTIONS: Record<string, string> = {
   policies: 'The rules, in file order: the first policy that has a session in scope and whose threshold it exceeds acts on it.',
   'policies[].name': 'Lowercase letters, digits, "_" or "-"; unique; the policy label.',
   'policies[].targets': 'Names of the targets it applies to (default: all).',
-  'policies[].maxBlocking': 'Another session has waited on a lock held by this one (the root of the chain) for longer than this.',
-  'policies[].maxIdle': 'State idle for longer than this (now - state_change).',
+  ...Object.fromEntries(REASON_TABLE.map((e) => [`policies[].${e.key}`, e.description])),
   'policies[].keepIdle': 'With maxIdle: keep the N most recently active idle sessions of each user, database and application.',
-  'policies[].maxIdleInTransaction': 'Idle in transaction (or aborted) for longer than this (now - state_change).',
-  'policies[].maxQueryDuration': 'State active for longer than this (now - query_start).',
-  'policies[].maxTransactionDuration': 'Transaction open for longer than this, in any state (now - xact_start).',
-  'policies[].maxConnectionAge': 'Connected for longer than this (now - backend_start).',
   'policies[].match': 'Sessions in scope: every non-empty list must match (default: everything).',
   'policies[].exempt': 'Sessions this policy spares: any list that matches.',
-  'policies[].action': 'terminate (pg_terminate_backend) or cancel (pg_cancel_backend: only with maxQueryDuration alone).',
+  'policies[].action': `terminate (pg_terminate_backend) or cancel (pg_cancel_backend: only with ${CANCEL_WITH}).`,
   'policies[].terminateAfter': 'With action cancel: terminate instead when the same query is still running this long after maxQueryDuration.',
   'policies[].when': 'Act only under connection pressure.',
   'policies[].when.connectionsAbove': 'Client connections above which the policy acts: "80%" of max_connections minus the reserved slots, or a number.',

@@ -1,5 +1,7 @@
 import { Cron } from 'croner';
 import { z } from 'zod';
+import { REASON_TABLE, THRESHOLD_KEYS, type ThresholdKey } from '../reasons/table.js';
+import type { ThresholdValue } from '../reasons/reason.js';
 import { redact } from '../util/errors.js';
 import { fnv1a32 } from '../util/fnv1a.js';
 import { addressError } from './address.js';
@@ -121,7 +123,14 @@ const target = z
     }
   });
 
-export const THRESHOLD_KEYS = ['maxBlocking', 'maxIdle', 'maxIdleInTransaction', 'maxQueryDuration', 'maxTransactionDuration', 'maxConnectionAge'] as const;
+// A policy's thresholds, one key per reason of the table (src/reasons/table.ts).
+const thresholdValue = (v: ThresholdValue) => duration(v.example);
+const thresholds = Object.fromEntries(REASON_TABLE.map((e) => [e.key, thresholdValue(e.value).optional()])) as {
+  [K in ThresholdKey]: z.ZodOptional<ReturnType<typeof thresholdValue>>;
+};
+const CANCELLABLE = REASON_TABLE.filter((e) => e.cancellable).map((e) => e.key);
+/** The thresholds `action: cancel` works with, in words. */
+export const CANCEL_WITH = CANCELLABLE.length === 1 ? `${CANCELLABLE[0]} alone` : `${CANCELLABLE.slice(0, -1).join(', ')} or ${CANCELLABLE.at(-1)}, and no other threshold`;
 
 // "80%" of the client slots, or an absolute number of client connections.
 const connectionsAbove = z.any().transform((value, ctx) => {
@@ -147,13 +156,8 @@ export const DEFAULT_BUDGET = { maxActions: 100, window: 600_000 };
 const policy = z.strictObject({
   name,
   targets: z.array(name).min(1).optional(),
-  maxBlocking: duration('30s').optional(),
-  maxIdle: duration('10m').optional(),
+  ...thresholds,
   keepIdle: integer(1).optional(),
-  maxIdleInTransaction: duration('2m').optional(),
-  maxQueryDuration: duration('15m').optional(),
-  maxTransactionDuration: duration('1h').optional(),
-  maxConnectionAge: duration('12h').optional(),
   match: selector.default(emptySelector),
   exempt: selector.default(emptySelector),
   action: z.enum(['terminate', 'cancel']).default('terminate'),
@@ -306,10 +310,10 @@ export function crossKeyIssues(raw: unknown): RuleIssue[] {
     if (p.terminateAfter !== undefined && p.terminateAfter !== null && p.action !== 'cancel') {
       issues.push({ path: ['policies', i, 'terminateAfter'], message: 'terminateAfter only works with action "cancel": it terminates a query that outlived its cancel' });
     }
-    if (p.action === 'cancel' && (thresholds.length !== 1 || thresholds[0] !== 'maxQueryDuration')) {
+    if (p.action === 'cancel' && thresholds.some((k) => !CANCELLABLE.includes(k))) {
       issues.push({
         path: ['policies', i, 'action'],
-        message: 'action "cancel" only works with maxQueryDuration alone (cancelling an idle session does nothing); use action "terminate" or a separate policy',
+        message: `action "cancel" only works with ${CANCEL_WITH} (cancelling an idle session does nothing); use action "terminate" or a separate policy`,
       });
     }
   });

@@ -1,3 +1,4 @@
+import { ENTRIES } from '../reasons/table.js';
 import type { Db } from './db.js';
 
 // The only SQL that signals backends. One statement per action kind signals every victim, and
@@ -5,17 +6,11 @@ import type { Db } from './db.js';
 // pid), still a client backend that is not ours, and, unless we are superuser, a role that is
 // still not a superuser. Then exactly the fact the decision rests on, and nothing more (a busy
 // session in a two-hour transaction changes state_change every few milliseconds; a guard on it
-// would refuse that kill forever):
-//   idle, idle_in_transaction   the same state since the same state_change
-//   query_duration              still active, in the same query (query_start)
-//   transaction_duration        the same transaction (xact_start), whatever it does now
-//   blocking                    the same transaction still holds the locks (xact_start; a
-//                               session-level lock outside any transaction: NULL both times)
-//   connection_age              identity only
-// A row whose guard fails comes back with `signalled` NULL.
+// would refuse that kill forever): each reason's guard, from its entry in the table of reasons
+// (src/reasons/). A row whose guard fails comes back with `signalled` NULL.
 const signalSql = (fn: 'pg_terminate_backend' | 'pg_cancel_backend') => `
 SELECT v.pid, ${fn}(a.pid) AS signalled
-  FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[]) AS v(pid, backend_start, reason, state, since)
+  FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[]) AS v(pid, backend_start, reason, state, fact)
   LEFT JOIN pg_stat_activity a
     ON a.pid = v.pid
    AND a.backend_start = v.backend_start::timestamptz
@@ -25,12 +20,7 @@ SELECT v.pid, ${fn}(a.pid) AS signalled
    AND ((SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
         OR NOT coalesce((SELECT rolsuper FROM pg_roles WHERE oid = a.usesysid), true))
    AND CASE v.reason
-         WHEN 'idle' THEN a.state = v.state AND a.state_change = v.since::timestamptz
-         WHEN 'idle_in_transaction' THEN a.state = v.state AND a.state_change = v.since::timestamptz
-         WHEN 'query_duration' THEN a.state = 'active' AND a.query_start = v.since::timestamptz
-         WHEN 'transaction_duration' THEN a.xact_start = v.since::timestamptz
-         WHEN 'blocking' THEN a.xact_start IS NOT DISTINCT FROM v.since::timestamptz
-         WHEN 'connection_age' THEN true
+${ENTRIES.map((e) => `         WHEN '${e.reason}' THEN ${e.guard.sql}`).join('\n')}
          ELSE false
        END`;
 
@@ -51,8 +41,8 @@ export interface Victim {
   reason: string;
   /** The state the decision saw (checked for the idle reasons). */
   state: string | null;
-  /** Server text of the timestamp the decision rests on (state_change, query_start or xact_start). */
-  since: string | null;
+  /** The fact the decision rests on, as the server wrote it (the reason's guard.fact). */
+  fact: string | null;
 }
 
 /** pid → true (signalled), false (the server found no such process), null (guard failed). */
@@ -62,7 +52,7 @@ export async function signalBackends(db: Db, action: 'terminate' | 'cancel', vic
     victims.map((v) => v.backendStart),
     victims.map((v) => v.reason),
     victims.map((v) => v.state),
-    victims.map((v) => v.since),
+    victims.map((v) => v.fact),
     ownApplication,
   ]);
   return new Map(rows.map((r) => [r.pid, r.signalled]));

@@ -1,11 +1,12 @@
+import { ENTRIES } from '../reasons/table.js';
 import type { Db } from './db.js';
 import type { Session, Snapshot } from './session.js';
 
 // One statement reads the server clock, the server version, our role and privileges, what the
 // metrics need about every client backend but our own (counts and the oldest age per state,
 // connections, lock waits: aggregated on the server), and a full row only for the sessions some
-// policy could act on: those past the smallest threshold of each reason, lock waiters and the
-// sessions blocking them, every idle session when keepIdle needs whole pools, the sessions
+// policy could act on: those past the smallest threshold of each reason (its pre-filter clause
+// in the table of reasons), every idle session when keepIdle needs whole pools, the sessions
 // protected as backups or maintenance (so they are counted however young), and the sessions a
 // run asks to watch. With no filter (debug's why-not lines, check --connect, pg-reaper snapshot,
 // tests) every session comes as a row, those our role cannot see included.
@@ -15,6 +16,9 @@ import type { Session, Snapshot } from './session.js';
 // (autovacuum, checkpointer) or no database (the logical replication launcher, which has the
 // bootstrap superuser as its role, and physical walsenders). Ages are taken against clock_timestamp() of this same statement, never the
 // daemon's clock. LEFT JOIN from the one-row `me` keeps the clock when no row qualifies.
+// The statement's parameters: $1 every session as a row; then the smallest threshold of each
+// reason, in the table's order; then the rest.
+const P = { all: 1, thresholds: 2, allIdle: ENTRIES.length + 2, maintenance: ENTRIES.length + 3, backupNames: ENTRIES.length + 4, backupPrefixes: ENTRIES.length + 5, watch: ENTRIES.length + 6 };
 const sql = (withQuery: boolean, queryId: QueryIdForm) => `
 WITH me AS (
   SELECT clock_timestamp() AS now, pg_backend_pid() AS pid, r.rolsuper AS superuser, current_user AS usr,
@@ -35,7 +39,7 @@ waiters AS (
 ),
 -- maintenance that leaves damage or lost work when killed: the statement running now, after
 -- leading whitespace and comments (the query text stays on the server), and pg_repack's
--- sessions by their name; only with protect.maintenance ($9)
+-- sessions by their name; only with protect.maintenance
 maintenance AS (
   SELECT c.pid, CASE
            WHEN c.application_name = 'pg_repack' THEN 'pg_repack'
@@ -49,7 +53,7 @@ maintenance AS (
          END AS kind
     FROM clients c,
          LATERAL (SELECT regexp_replace(c.query, '^(\\s|--[^\\n]*(\\n|$)|/\\*([^*]|\\*+[^*/])*\\*+/)*', '') AS s) q
-   WHERE $9::bool AND c.backend_type IS NOT NULL AND (c.state = 'active' OR c.application_name = 'pg_repack')
+   WHERE $${P.maintenance}::bool AND c.backend_type IS NOT NULL AND (c.state = 'active' OR c.application_name = 'pg_repack')
 ),
 states AS (
   SELECT json_agg(json_build_array(g.state, g.n, g.oldest_ms)) AS states, sum(g.n)::int AS clients
@@ -59,18 +63,14 @@ states AS (
 ),
 rows AS (
   SELECT c.* FROM clients c, me
-   WHERE $1::bool OR (c.backend_type IS NOT NULL AND (
-         (c.state = 'idle' AND ($7::bool OR c.state_change <= me.now - $2::float8 * interval '1 millisecond'))
-      OR (c.state IN ('idle in transaction', 'idle in transaction (aborted)') AND c.state_change <= me.now - $3::float8 * interval '1 millisecond')
-      OR (c.state = 'active' AND c.query_start <= me.now - $4::float8 * interval '1 millisecond')
-      OR c.xact_start <= me.now - $5::float8 * interval '1 millisecond'
-      OR c.backend_start <= me.now - $6::float8 * interval '1 millisecond'
-      OR ($8::bool AND (c.wait_event_type = 'Lock' OR c.pid IN (SELECT unnest(w.blocked_by) FROM waiters w)))
+   WHERE $${P.all}::bool OR (c.backend_type IS NOT NULL AND (
+         ($${P.allIdle}::bool AND c.state = 'idle')
+${ENTRIES.map((e, r) => `      OR ${e.prefilter(`$${P.thresholds + r}`)}`).join('\n')}
       -- protected sessions always come as rows, so that they are counted however old they are
       OR c.pid IN (SELECT m.pid FROM maintenance m WHERE m.kind IS NOT NULL)
-      OR c.application_name = ANY($10::text[])
-      OR EXISTS (SELECT 1 FROM unnest($11::text[]) p WHERE starts_with(c.application_name, p))
-      OR c.pid = ANY($12::int[])))
+      OR c.application_name = ANY($${P.backupNames}::text[])
+      OR EXISTS (SELECT 1 FROM unnest($${P.backupPrefixes}::text[]) p WHERE starts_with(c.application_name, p))
+      OR c.pid = ANY($${P.watch}::int[])))
 )
 SELECT extract(epoch FROM me.now)::float8 * 1000 AS now_ms, me.pid AS self_pid,
        me.superuser AS self_superuser, me.signal_backend AS self_signal_backend, me.read_all_stats AS self_read_all_stats,
@@ -164,24 +164,17 @@ interface Row {
 
 /**
  * Which sessions a run needs as rows (the rest are only counted): the smallest threshold of each
- * reason across the target's policies, in ms (Infinity: no policy has it), every idle session
- * (keepIdle), and lock waiters with their blockers (maxBlocking).
+ * reason across the target's policies, by position in the table of reasons, in its compiled
+ * unit (null: no policy has it), and every idle session (keepIdle).
  */
 export interface SnapshotFilter {
-  idleMs: number;
-  idleInTransactionMs: number;
-  queryMs: number;
-  transactionMs: number;
-  connectionMs: number;
+  thresholds: readonly (number | null)[];
   allIdle: boolean;
-  locks: boolean;
   /** Sessions with these application_names, or names beginning with these prefixes (the backup
    *  tools that protect.backups spares), always come as rows, so that they are counted. */
   backupNames: readonly string[];
   backupPrefixes: readonly string[];
 }
-
-const ms = (n: number) => (Number.isFinite(n) ? n : null);
 
 /**
  * `maintenance` (default true): recognise maintenance statements (protect.maintenance). `watch`:
@@ -190,11 +183,11 @@ const ms = (n: number) => (Number.isFinite(n) ? n : null);
  */
 export async function readSnapshot(db: Db, opts: { withQuery: boolean; filter?: SnapshotFilter | undefined; maintenance?: boolean; watch?: readonly number[] | undefined; serverVersionNum?: number | undefined }): Promise<Snapshot> {
   const f = opts.filter;
-  const backups = f ? [f.backupNames, f.backupPrefixes] : [[], []];
   const watch = opts.watch ?? [];
+  // in the order of P
   const params = f
-    ? [false, ms(f.idleMs), ms(f.idleInTransactionMs), ms(f.queryMs), ms(f.transactionMs), ms(f.connectionMs), f.allIdle, f.locks, opts.maintenance ?? true, ...backups, watch]
-    : [true, null, null, null, null, null, false, true, opts.maintenance ?? true, ...backups, watch];
+    ? [false, ...f.thresholds, f.allIdle, opts.maintenance ?? true, f.backupNames, f.backupPrefixes, watch]
+    : [true, ...ENTRIES.map(() => null), false, opts.maintenance ?? true, [], [], watch];
   const rows = await db.query<Row>(statement(opts.withQuery, queryIdForm(opts.serverVersionNum)), params);
   const first = rows[0];
   if (!first) throw new Error('snapshot query returned no row: is the connected role visible in pg_roles?');

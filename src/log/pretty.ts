@@ -1,4 +1,6 @@
 import { Writable } from 'node:stream';
+import { findEntry } from '../reasons/table.js';
+import { UNITS } from '../reasons/units.js';
 
 // Log lines a person reads on a terminal: the same records as the JSON lines, one readable line
 // each. The daemon (logFormat: pretty) and the demo use this one formatter.
@@ -13,7 +15,9 @@ export function prettyLine(e: Record<string, unknown>, opts: { runLines?: boolea
     const who = `${e.user ?? '?'}@${e.database ?? '?'}`;
     const app = [e.application, e.clientAddr].filter((x) => x !== undefined && x !== null && x !== '').join(', ');
     const extra = [e.escalated ? 'escalated' : '', e.error ? `error: ${str(e.error)}` : '', e.query !== undefined ? `query: ${str(e.query)}` : ''].filter(Boolean).join('; ');
-    return `${time} ${String(e.outcome).padEnd(15)} pid ${e.pid} ${who}${app ? ` (${app})` : ''}: ${e.reason} ${e.seconds}s > ${e.thresholdSeconds}s [${e.target}/${e.policy}]${extra ? ` ${extra}` : ''}`;
+    const unit = UNITS[findEntry(e.reason)?.unit ?? 'seconds'];
+    const evidence = `${str(e[unit.field])}${unit.suffix} > ${str(e[unit.thresholdField])}${unit.suffix}`;
+    return `${time} ${String(e.outcome).padEnd(15)} pid ${e.pid} ${who}${app ? ` (${app})` : ''}: ${e.reason} ${evidence} [${e.target}/${e.policy}]${extra ? ` ${extra}` : ''}`;
   }
   if (e.msg === 'run finished' || e.msg === 'run failed') {
     if (opts.runLines === false && level === 'info') return undefined;

@@ -3,9 +3,9 @@ import { collectProcessMetrics, Counter, Gauge, Histogram, Registry } from './pr
 import { STATE_LABELS } from '../db/session.js';
 import type { Budget } from '../config/schema.js';
 import type { CompiledPolicy } from '../policy/compile.js';
-import { REASONS, type Reason } from '../plan/planner.js';
 import { PROTECTION_KINDS } from '../plan/protect.js';
 import { outcomesOf } from '../run/outcome.js';
+import { ENTRIES, type Reason } from '../reasons/table.js';
 
 // Every metric pg-reaper exports, named once. Labels are bounded: target and policy come from
 // the config, state/reason/action/outcome from fixed lists. Never a pid, user, query or error.
@@ -235,16 +235,7 @@ export function actionsOf(p: CompiledPolicy): ('terminate' | 'cancel')[] {
 }
 
 export function reasonsOf(p: CompiledPolicy): Reason[] {
-  const t = p.thresholds;
-  const has: Record<Reason, boolean> = {
-    blocking: t.maxBlocking !== undefined,
-    idle: t.maxIdle !== undefined,
-    idle_in_transaction: t.maxIdleInTransaction !== undefined,
-    query_duration: t.maxQueryDuration !== undefined,
-    transaction_duration: t.maxTransactionDuration !== undefined,
-    connection_age: t.maxConnectionAge !== undefined,
-  };
-  return REASONS.filter((r) => has[r]);
+  return Array.from(p.reasons, (r) => ENTRIES[r]!.reason);
 }
 
 /** With audit on: its series exist from the first scrape (rows_total at 0, so increase() sees the first drop). */

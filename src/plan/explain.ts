@@ -1,12 +1,12 @@
-import { formatDuration } from '../config/duration.js';
 import type { Selector } from '../config/schema.js';
 import type { Session, Snapshot } from '../db/session.js';
 import { AddressSet } from '../policy/address.js';
 import type { CompiledPolicy } from '../policy/compile.js';
 import { compileGlob } from '../policy/glob.js';
-import { blockingRoots, type Blocking } from './blocking.js';
+import { ENTRIES } from '../reasons/table.js';
+import { UNITS } from '../reasons/units.js';
 import { keptIdle } from './keep-idle.js';
-import { violation, type Decision } from './planner.js';
+import { reasonContexts, violation, type Decision } from './planner.js';
 import { describeProtection, PROTECT_ALL, protectionOf, type Protect } from './protect.js';
 
 // Why a session was not acted on, for `debug` logs ("why was this session not reaped?"). Pure,
@@ -45,26 +45,14 @@ function failingList(sel: Selector, s: Session): string | undefined {
   return undefined;
 }
 
-const ago = (nowMs: number, at: number | null) => (at === null ? undefined : formatDuration(nowMs - at));
-
-function underThresholds(p: CompiledPolicy, s: Session, nowMs: number, blocking: Blocking | undefined): string {
-  const t = p.thresholds;
-  const parts: string[] = [];
-  const state = s.state ?? 'unknown';
-  const check = (key: string, limit: number | undefined, applies: boolean, age: string | undefined, what: string) => {
-    if (limit === undefined) return;
-    parts.push(applies ? `${what} ${age ?? '?'} <= ${key} ${formatDuration(limit)}` : `${key}: not ${what}`);
-  };
-  if (t.maxBlocking !== undefined) {
-    // only the root of a chain (blocks others, waits on nothing) is ever acted on for blocking
-    if (blocking) parts.push(`blocking ${Number.isNaN(blocking.longestMs) ? '?' : formatDuration(blocking.longestMs)} <= maxBlocking ${formatDuration(t.maxBlocking)}`);
-    else parts.push(s.blockedBy !== null ? 'maxBlocking: waits on a lock itself (only the root of a chain is acted on)' : 'maxBlocking: blocks no one');
-  }
-  check('maxIdle', t.maxIdle, state === 'idle', ago(nowMs, s.stateChangeMs), 'idle');
-  check('maxIdleInTransaction', t.maxIdleInTransaction, state.startsWith('idle in transaction'), ago(nowMs, s.stateChangeMs), 'idle in transaction');
-  check('maxQueryDuration', t.maxQueryDuration, state === 'active', ago(nowMs, s.queryStartMs), 'active');
-  check('maxTransactionDuration', t.maxTransactionDuration, s.xactStartMs !== null, ago(nowMs, s.xactStartMs), 'in a transaction');
-  check('maxConnectionAge', t.maxConnectionAge, true, ago(nowMs, s.backendStartMs), 'connected');
+/** Each of the policy's thresholds against the session, from the table of reasons. */
+function underThresholds(p: CompiledPolicy, s: Session, nowMs: number, contexts: readonly unknown[]): string {
+  const parts = Array.from(p.reasons, (r) => {
+    const e = ENTRIES[r]!;
+    const unit = UNITS[e.unit];
+    const age = e.age(s, nowMs, contexts[r]);
+    return Number.isNaN(age) ? `${e.key}: ${e.whyNot ? e.whyNot(s, contexts[r]) : `not ${e.condition}`}` : `${e.condition} ${unit.format(age / unit.base)} <= ${e.key} ${unit.format(p.limits[r]! / unit.base)}`;
+  });
   return `under threshold (${parts.join(', ')})`;
 }
 
@@ -72,7 +60,7 @@ function underThresholds(p: CompiledPolicy, s: Session, nowMs: number, blocking:
 export function explain(snapshot: Snapshot, policies: readonly CompiledPolicy[], applicationName: string, decisions: readonly Decision[], exemptListeners = true, protect: Protect = PROTECT_ALL): NotActedOn[] {
   const out: NotActedOn[] = [];
   const decided = new Map(decisions.map((d) => [d.session.pid, d]));
-  const roots = policies.some((p) => p.thresholds.maxBlocking !== undefined) ? blockingRoots(snapshot) : undefined;
+  const contexts = reasonContexts(snapshot, policies);
   const kept = policies.map((p) => (p.keepIdle !== undefined ? keptIdle(snapshot, p, applicationName) : undefined));
   for (const s of snapshot.sessions) {
     const d = decided.get(s.pid);
@@ -122,10 +110,10 @@ export function explain(snapshot: Snapshot, policies: readonly CompiledPolicy[],
         reasons.push(`${p.name}: kept by keepIdle ${p.keepIdle} (among the ${p.keepIdle} most recently active idle sessions of its user, database and application); later policies do not judge it`);
         break;
       }
-      const v = violation(s, p.thresholds, snapshot.nowMs);
-      if (v && exemptListeners && s.listener && (v.reason === 'idle' || v.reason === 'connection_age')) reasons.push(`${p.name}: over ${v.reason}, but a listener (its last statement was LISTEN) is spared by exemptListeners`);
+      const v = violation(s, p.thresholds, snapshot.nowMs, contexts);
+      if (v && exemptListeners && s.listener && ENTRIES.some((e) => e.reason === v.reason && e.sparesListeners)) reasons.push(`${p.name}: over ${v.reason}, but a listener (its last statement was LISTEN) is spared by exemptListeners`);
       else if (v) reasons.push(`${p.name}: over ${v.reason} but spared by the policy's rules`);
-      else reasons.push(`${p.name}: ${underThresholds(p, s, snapshot.nowMs, roots?.get(s.pid))}`);
+      else reasons.push(`${p.name}: ${underThresholds(p, s, snapshot.nowMs, contexts)}`);
     }
     out.push({ session: s, why: reasons.join('; ') });
   }

@@ -1,16 +1,17 @@
 import type { Session, Snapshot } from '../db/session.js';
-import type { CompiledPolicy, Thresholds } from '../policy/compile.js';
+import { limitsOf, type CompiledPolicy, type Thresholds } from '../policy/compile.js';
 import { MAX_INDEXED_POLICIES, ScopeIndex } from '../policy/scope-index.js';
-import { blockingRoots, type Blocking } from './blocking.js';
+import { ENTRIES, reasonIndex, type Reason } from '../reasons/table.js';
+import { UNITS } from '../reasons/units.js';
 import { BudgetRoom, type RoomLeft } from './budget-room.js';
 import { keptIdle } from './keep-idle.js';
 import { PROTECT_ALL, protectionOf, type Protect } from './protect.js';
 
 // The pure heart of a run: snapshot + policies + limits → decisions. No I/O and no clock but the
-// server's, so every rule is testable with a fixed snapshot.
+// server's, so every rule is testable with a fixed snapshot. What each threshold reason means
+// comes from the table of reasons (src/reasons/); the rules that span sessions or policies
+// (keepIdle, terminateAfter, when, caps, listeners) are here.
 
-export const REASONS = ['blocking', 'idle', 'idle_in_transaction', 'query_duration', 'transaction_duration', 'connection_age'] as const;
-export type Reason = (typeof REASONS)[number];
 export type Action = 'terminate' | 'cancel';
 
 export interface Decision {
@@ -20,15 +21,17 @@ export interface Decision {
   action: Action;
   dryRun: boolean;
   session: Session;
-  /** How long the session has been in the condition, in seconds (blocking: the longest wait on it). */
+  /** The evidence and the threshold it crossed, in the reason's unit (its table entry's `unit`). */
+  age: number;
+  threshold: number;
+  /** How long the session has been in the condition, in seconds: oldest offenders go first. */
   seconds: number;
-  thresholdSeconds: number;
   /** Over maxActionsPerRun (policy or target): reported as skipped_cap, not signalled. */
   capped: boolean;
   /** A cancel policy's query still running past maxQueryDuration + terminateAfter: terminated instead. */
   escalated?: boolean;
-  /** blocking: how many sessions wait on it, directly or through others. */
-  blockedSessions?: number;
+  /** What the reason adds to the decision's log line (blocking: blockedSessions, blockedSeconds). */
+  details?: Record<string, number>;
   /** A match of a policy with `when` while connections are not above its threshold: not acted on. */
   held?: boolean;
   /** The budget that refused it (the target's or its policy's): reported as skipped_budget. */
@@ -48,146 +51,112 @@ export interface Limits {
   budget?: RoomLeft | undefined;
 }
 
-interface Violation {
+const IDLE = reasonIndex('idle');
+const QUERY_DURATION = reasonIndex('query_duration');
+const R = ENTRIES.length;
+/** Reasons exemptListeners spares a listener from. */
+const SPARES_LISTENERS = Uint8Array.from(ENTRIES, (e) => (e.sparesListeners ? 1 : 0));
+
+/** Each reason's snapshot-wide facts (lock chains), worked out once, for the reasons some policy has. */
+export function reasonContexts(snapshot: Snapshot, policies: readonly CompiledPolicy[]): unknown[] {
+  return ENTRIES.map((e, r) => (e.context && policies.some((p) => p.limits[r]! !== Infinity) ? e.context(snapshot) : undefined));
+}
+
+/**
+ * The first of the policy's reasons (positions `reasons`, thresholds `limits`) whose age is over
+ * its threshold and that no rule spares, or -1. Runs for every session and policy in scope:
+ * comparisons only.
+ */
+function firstReason(ages: Float64Array, reasons: Uint8Array, limits: Float64Array, spared: boolean, keptIdle: boolean): number {
+  for (let j = 0; j < reasons.length; j++) {
+    const r = reasons[j]!;
+    if (!(ages[r]! > limits[r]!)) continue;
+    if (spared && SPARES_LISTENERS[r] === 1) continue;
+    if (keptIdle && r === IDLE) continue;
+    return r;
+  }
+  return -1;
+}
+
+/** A reason's unit base by position (durations: 1000 ms a second). */
+const BASE = Float64Array.from(ENTRIES, (e) => UNITS[e.unit].base);
+
+interface Evidence {
   reason: Reason;
+  age: number;
+  threshold: number;
   seconds: number;
-  thresholdSeconds: number;
+  details?: Record<string, number>;
 }
 
-// How long a session has been in each condition, computed once per session (NaN where the
-// timestamp is NULL or the condition does not apply, so no comparison holds), and the state as a
-// small number.
-const enum Kind {
-  Idle,
-  IdleInTransaction,
-  Active,
-  Other,
+/** Writes reason r's evidence into `into`: property by property, no spread (it runs for every decision). */
+function withEvidence<T extends object>(into: T, r: number, s: Session, nowMs: number, ages: Float64Array, limits: Float64Array, contexts: readonly unknown[]): T & Evidence {
+  const e = ENTRIES[r]!;
+  const o = into as T & Evidence;
+  const age = ages[r]! / BASE[r]!;
+  o.reason = e.reason;
+  o.age = age;
+  o.threshold = limits[r]! / BASE[r]!;
+  o.seconds = e.seconds === undefined ? age : e.seconds(s, nowMs);
+  if (e.details !== undefined) o.details = e.details(s, contexts[r]);
+  return o;
 }
 
-interface Ages {
-  kind: Kind;
-  state: number;
-  query: number;
-  xact: number;
-  connection: number;
-  /** The longest wait on this session, when it blocks others and waits on nothing itself. */
-  blocking: number;
-  /** A listener that exemptListeners spares from idle and connection_age. */
-  spared: boolean;
-}
-
-function agesOf(s: Session, nowMs: number, blocking: Blocking | undefined, exemptListeners: boolean): Ages {
-  const st = s.state;
-  const kind = st === 'idle' ? Kind.Idle : st === 'idle in transaction' || st === 'idle in transaction (aborted)' ? Kind.IdleInTransaction : st === 'active' ? Kind.Active : Kind.Other;
-  return {
-    kind,
-    state: s.stateChangeMs === null ? NaN : nowMs - s.stateChangeMs,
-    query: s.queryStartMs === null ? NaN : nowMs - s.queryStartMs,
-    xact: s.xactStartMs === null ? NaN : nowMs - s.xactStartMs,
-    connection: s.backendStartMs === null ? NaN : nowMs - s.backendStartMs,
-    blocking: blocking?.longestMs ?? NaN,
-    spared: exemptListeners && s.listener,
-  };
-}
-
-/** Thresholds in ms, Infinity where the policy has none. */
-interface Limits6 {
-  blocking: number;
-  idle: number;
-  idleInTransaction: number;
-  query: number;
-  transaction: number;
-  connection: number;
-}
-
-/** The first reason that holds, in the documented order. Runs for every session and policy: comparisons only. */
-function reasonOf(a: Ages, t: Limits6, keepIdle: boolean): Reason | undefined {
-  if (a.blocking > t.blocking) return 'blocking';
-  if (a.kind === Kind.Idle) {
-    if (a.state > t.idle && !a.spared && !keepIdle) return 'idle';
-  } else if (a.kind === Kind.IdleInTransaction) {
-    if (a.state > t.idleInTransaction) return 'idle_in_transaction';
-  } else if (a.kind === Kind.Active) {
-    if (a.query > t.query) return 'query_duration';
+/** The ages of the reasons some policy has (positions `used`); the others are never read. */
+function readAges(into: Float64Array, s: Session, nowMs: number, used: Uint8Array, contexts: readonly unknown[]): void {
+  for (let k = 0; k < used.length; k++) {
+    const r = used[k]!;
+    into[r] = ENTRIES[r]!.age(s, nowMs, contexts[r]);
   }
-  if (a.xact > t.transaction) return 'transaction_duration';
-  if (a.connection > t.connection && !a.spared) return 'connection_age';
-  return undefined;
 }
 
-const limitsCache = new WeakMap<Thresholds, Limits6>();
-function limitsOf(t: Thresholds): Limits6 {
-  let l = limitsCache.get(t);
-  if (!l) {
-    l = {
-      blocking: t.maxBlocking ?? Infinity,
-      idle: t.maxIdle ?? Infinity,
-      idleInTransaction: t.maxIdleInTransaction ?? Infinity,
-      query: t.maxQueryDuration ?? Infinity,
-      transaction: t.maxTransactionDuration ?? Infinity,
-      connection: t.maxConnectionAge ?? Infinity,
-    };
-    limitsCache.set(t, l);
-  }
-  return l;
-}
-
-function evidence(reason: Reason, a: Ages, t: Limits6): Violation {
-  const [ms, limit] =
-    reason === 'blocking' ? [a.blocking, t.blocking]
-    : reason === 'idle' ? [a.state, t.idle]
-    : reason === 'idle_in_transaction' ? [a.state, t.idleInTransaction]
-    : reason === 'query_duration' ? [a.query, t.query]
-    : reason === 'transaction_duration' ? [a.xact, t.transaction]
-    : [a.connection, t.connection];
-  return { reason, seconds: ms / 1000, thresholdSeconds: limit / 1000 };
-}
-
-/** The first reason that holds with its evidence (seconds in the condition, threshold), or undefined. */
-export function violation(s: Session, t: Thresholds, nowMs: number): Violation | undefined {
-  const a = agesOf(s, nowMs, undefined, false);
+/** The first reason that holds with its evidence, or undefined (the why-not lines). */
+export function violation(s: Session, t: Thresholds, nowMs: number, contexts: readonly unknown[] = []): Evidence | undefined {
   const limits = limitsOf(t);
-  const reason = reasonOf(a, limits, false);
-  return reason === undefined ? undefined : evidence(reason, a, limits);
+  const used = Uint8Array.from(ENTRIES.keys()).filter((r) => limits[r] !== Infinity && (ENTRIES[r]!.context === undefined || contexts[r] !== undefined));
+  const ages = new Float64Array(R).fill(NaN);
+  readAges(ages, s, nowMs, used, contexts);
+  const r = firstReason(ages, Uint8Array.from(ENTRIES.keys()), limits, false, false);
+  return r < 0 ? undefined : withEvidence({}, r, s, nowMs, ages, limits, contexts);
 }
 
 export function plan(snapshot: Snapshot, policies: readonly CompiledPolicy[], limits: Limits): Decision[] {
   const decisions: Decision[] = [];
-  const policyLimits = policies.map((p) => limitsOf(p.thresholds));
   const index = policies.length <= MAX_INDEXED_POLICIES ? new ScopeIndex(policies) : undefined;
   const exemptListeners = limits.exemptListeners ?? true;
-  // the rules that look at more than one session, worked out once per plan
-  const roots = policies.some((p) => p.thresholds.maxBlocking !== undefined) ? blockingRoots(snapshot) : undefined;
+  // the reasons some policy has: the others' ages are never read
+  const used = Uint8Array.from(ENTRIES.keys()).filter((r) => policies.some((p) => p.limits[r]! !== Infinity));
+  // the facts that look at more than one session, worked out once per plan
+  const contexts = reasonContexts(snapshot, policies);
   const kept = policies.map((p) => (p.keepIdle !== undefined ? keptIdle(snapshot, p, limits.applicationName) : undefined));
   const protect = limits.protect ?? PROTECT_ALL;
+  const ages = new Float64Array(R).fill(NaN);
   for (const session of snapshot.sessions) {
     // Without visibility (no pg_read_all_stats) a session cannot be judged.
     if (session.backendStart === null || session.application === limits.applicationName) continue;
     if (protectionOf(session, protect) !== undefined) continue;
-    const blocking = roots?.get(session.pid);
-    const ages = agesOf(session, snapshot.nowMs, blocking, exemptListeners);
     const scope = index?.scopeOf(session);
     if (scope === 0) continue;
+    readAges(ages, session, snapshot.nowMs, used, contexts);
+    const spared = exemptListeners && session.listener;
     for (let i = 0; i < policies.length; i++) {
       const policy = policies[i]!;
       if (scope !== undefined ? ((scope >>> i) & 1) === 0 : !policy.inScope(session)) continue;
-      const l = policyLimits[i]!;
       const keptHere = kept[i]?.has(session.pid) ?? false;
-      const reason = reasonOf(ages, l, keptHere);
-      if (reason === undefined) {
+      const r = firstReason(ages, policy.reasons, policy.limits, spared, keptHere);
+      if (r < 0) {
         // a session this policy keeps (keepIdle) is decided by it, like one it holds (when):
         // later policies never see it, so a catch-all below cannot kill what a pool policy kept
         if (keptHere) break;
         continue;
       }
-      const d: Decision = { target: limits.target, policy: policy.name, action: policy.action, dryRun: policy.dryRun, session, capped: false, ...evidence(reason, ages, l) };
-      if (reason === 'blocking') d.blockedSessions = blocking!.sessions;
+      const d: Decision = withEvidence({ target: limits.target, policy: policy.name, action: policy.action, dryRun: policy.dryRun, session, capped: false } as Decision, r, session, snapshot.nowMs, ages, policy.limits, contexts);
       // escalation without memory: the same query (query_start) still running past the cancel's
       // deadline says the cancel did not work
-      if (reason === 'query_duration' && policy.terminateAfter !== undefined && ages.query > l.query + policy.terminateAfter) {
+      if (r === QUERY_DURATION && policy.terminateAfter !== undefined && ages[r]! > policy.limits[r]! + policy.terminateAfter) {
         d.action = 'terminate';
         d.escalated = true;
-        d.thresholdSeconds = (l.query + policy.terminateAfter) / 1000;
+        d.threshold = (policy.limits[r]! + policy.terminateAfter) / 1000;
       }
       decisions.push(d);
       break;

@@ -1,5 +1,6 @@
 import type { Budget, Config, PolicyConfig, Selector } from '../config/schema.js';
 import type { Session } from '../db/session.js';
+import { ENTRIES, type ThresholdKey } from '../reasons/table.js';
 import { AddressSet } from './address.js';
 import { GlobSet } from './glob.js';
 
@@ -7,13 +8,12 @@ import { GlobSet } from './glob.js';
 // loop over sessions with no parsing in it. Plain classes and loops: these run for every session
 // and policy, so call sites stay monomorphic and nothing allocates.
 
-export interface Thresholds {
-  maxBlocking?: number | undefined;
-  maxIdle?: number | undefined;
-  maxIdleInTransaction?: number | undefined;
-  maxQueryDuration?: number | undefined;
-  maxTransactionDuration?: number | undefined;
-  maxConnectionAge?: number | undefined;
+/** A policy's thresholds by key, in their compiled unit (durations: ms). */
+export type Thresholds = { [K in ThresholdKey]?: number | undefined };
+
+/** Thresholds by position in the table of reasons: Infinity where the policy has none. */
+export function limitsOf(t: Thresholds): Float64Array {
+  return Float64Array.from(ENTRIES, (e) => t[e.key] ?? Infinity);
 }
 
 export const enum Attribute {
@@ -81,6 +81,10 @@ export class CompiledPolicy {
   /** Its own budget, beside the target's; undefined: none. */
   readonly budget: Budget | undefined;
   readonly thresholds: Thresholds;
+  /** The thresholds by position in the table of reasons (Infinity: none). */
+  readonly limits: Float64Array;
+  /** Positions in the table of the reasons this policy has, in the table's order. */
+  readonly reasons: Uint8Array;
   /** Spare the N most recently active idle sessions of each (user, database, application). */
   readonly keepIdle: number | undefined;
   /** With action cancel: terminate a query still running this long after maxQueryDuration. */
@@ -101,14 +105,9 @@ export class CompiledPolicy {
     this.keepIdle = p.keepIdle;
     this.terminateAfter = p.terminateAfter;
     this.connectionsAbove = p.when?.connectionsAbove;
-    this.thresholds = {
-      maxBlocking: p.maxBlocking,
-      maxIdle: p.maxIdle,
-      maxIdleInTransaction: p.maxIdleInTransaction,
-      maxQueryDuration: p.maxQueryDuration,
-      maxTransactionDuration: p.maxTransactionDuration,
-      maxConnectionAge: p.maxConnectionAge,
-    };
+    this.thresholds = Object.fromEntries(ENTRIES.map((e) => [e.key, p[e.key]])) as Thresholds;
+    this.limits = limitsOf(this.thresholds);
+    this.reasons = Uint8Array.from(ENTRIES.keys()).filter((r) => this.limits[r]! !== Infinity);
     this.match = new SessionSelector(p.match);
     this.exempt = new SessionSelector(p.exempt);
   }

@@ -1,6 +1,7 @@
 import type { Config } from '../config/schema.js';
-import { formatDuration } from '../config/duration.js';
 import { compilePolicies } from '../policy/compile.js';
+import { entryOf } from '../reasons/table.js';
+import { UNITS } from '../reasons/units.js';
 import { judgeOffline } from '../run/judge.js';
 import { settingsFor } from '../run/run-target.js';
 import { replayedSnapshot } from './snapshot-file.js';
@@ -48,7 +49,8 @@ export function runPolicyTest(test: PolicyTest, config: Config): TestResult {
   const got = new Map<number, Got>();
   for (const r of judged.results) {
     const d = r.decision;
-    const evidence = `${d.reason} ${formatDuration(d.seconds * 1000)} > ${formatDuration(d.thresholdSeconds * 1000)}${d.escalated ? ', escalated' : ''}`;
+    const unit = UNITS[entryOf(d.reason).unit];
+    const evidence = `${d.reason} ${unit.format(d.age)} > ${unit.format(d.threshold)}${d.escalated ? ', escalated' : ''}`;
     got.set(d.session.pid, { action: d.action, policy: d.policy, reason: d.reason, outcome: r.outcome, evidence });
   }
   for (const n of judged.notActedOn ?? []) got.set(n.session.pid, { action: 'none', why: n.why });

@@ -2,7 +2,7 @@ import { dirname, relative, resolve } from 'node:path';
 import { z } from 'zod';
 import { describeIssue, loadConfigFile, locateIssues, parseYamlSource, readText, type ConfigProblem, type Issue } from '../config/load.js';
 import type { Config } from '../config/schema.js';
-import { REASONS } from '../plan/planner.js';
+import { REASONS } from '../reasons/table.js';
 import { compilePolicies } from '../policy/compile.js';
 import { OFFLINE_OUTCOMES } from '../run/outcome.js';
 import { pid, serverFacts, serverFactsSchema, sessionSchema, type ServerFacts, type SessionFormat } from './session-format.js';

@@ -1,6 +1,7 @@
 import type { Db } from '../db/db.js';
 import { remainingBackends, signalBackends, type Victim } from '../db/signal.js';
 import type { Action, Decision } from '../plan/planner.js';
+import { entryOf } from '../reasons/table.js';
 import { describeError } from '../util/errors.js';
 import type { ActionResult, Outcome } from './outcome.js';
 
@@ -61,15 +62,10 @@ export function judgeDry(decisions: readonly Decision[], applicationName: string
   });
 }
 
-// What the kill statement re-checks for a decision: identity, and the timestamp its reason rests on.
+// What the kill statement re-checks for a decision: identity, and the fact its reason rests on.
 export function victim(d: Decision): Victim {
   const s = d.session;
-  const since =
-    d.reason === 'query_duration' ? s.queryStart
-    : d.reason === 'transaction_duration' || d.reason === 'blocking' ? s.xactStart
-    : d.reason === 'connection_age' ? s.backendStart
-    : s.stateChange;
-  return { pid: s.pid, backendStart: s.backendStart!, reason: d.reason, state: s.state, since };
+  return { pid: s.pid, backendStart: s.backendStart!, reason: d.reason, state: s.state, fact: entryOf(d.reason).guard.fact(s) };
 }
 
 async function signal(action: Action, batch: Decision[], deps: ExecuteDeps): Promise<ActionResult[]> {

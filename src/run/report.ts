@@ -3,6 +3,8 @@ import type { Logger } from '../log/logger.js';
 import { countAction, dropRunSeries, targetSeries, type Metrics } from '../metrics/metrics.js';
 import { formatDuration } from '../config/duration.js';
 import { PROTECTION_KINDS } from '../plan/protect.js';
+import { entryOf } from '../reasons/table.js';
+import { UNITS } from '../reasons/units.js';
 import type { BudgetState } from './budget.js';
 import type { ActionResult } from './outcome.js';
 import type { RunReport } from './run-target.js';
@@ -16,6 +18,7 @@ const round = (n: number) => Math.round(n * 1000) / 1000;
 export function actionFields(r: ActionResult, logQueryText: boolean): Record<string, unknown> {
   const d = r.decision;
   const s = d.session;
+  const unit = UNITS[entryOf(d.reason).unit];
   return {
     target: d.target,
     policy: d.policy,
@@ -29,11 +32,12 @@ export function actionFields(r: ActionResult, logQueryText: boolean): Record<str
     application: s.application,
     clientAddr: s.local ? 'local' : s.clientAddr,
     state: s.state,
-    // the evidence of `reason`: idle time, query, transaction or connection age, longest lock wait
-    seconds: round(d.seconds),
-    thresholdSeconds: round(d.thresholdSeconds),
+    // the evidence of `reason`, named for its unit: seconds (idle time, query, transaction or
+    // connection age, longest lock wait), transactions (xmin_age)
+    [unit.field]: round(d.age),
+    [unit.thresholdField]: round(d.threshold),
     ...(d.escalated ? { escalated: true } : {}),
-    ...(d.blockedSessions !== undefined ? { blockedSessions: d.blockedSessions, blockedSeconds: round(d.seconds) } : {}),
+    ...(d.details ? Object.fromEntries(Object.entries(d.details).map(([k, v]) => [k, round(v)])) : {}),
     ...(r.error ? { error: r.error } : {}),
     ...(logQueryText && s.query !== undefined ? { query: s.query } : {}),
   };

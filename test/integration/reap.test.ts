@@ -38,7 +38,7 @@ describe('idle sessions', () => {
     const line = resultOf(report, old.pid)!.decision;
     expect(line.reason).toBe('idle');
     expect(line.seconds).toBeGreaterThan(0.8);
-    expect(line.thresholdSeconds).toBe(0.8);
+    expect(line.threshold).toBe(0.8);
   });
 
   it('uses maxIdleInTransaction for idle-in-transaction (and aborted) sessions, maxIdle for plain idle', async () => {

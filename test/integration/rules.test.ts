@@ -61,7 +61,7 @@ describe('maxBlocking', () => {
 
     expect(report.results.map((r) => [r.decision.session.pid, r.decision.reason, r.outcome])).toEqual([[holder.pid, 'blocking', 'terminated']]);
     const d = resultOf(report, holder.pid)!.decision;
-    expect(d.blockedSessions).toBe(2);
+    expect(d.details?.blockedSessions).toBe(2);
     expect(d.seconds).toBeGreaterThan(2);
     expect((await update).ok).toBe(true);
     expect((await select).ok).toBe(true);
@@ -83,7 +83,7 @@ describe('maxBlocking', () => {
     const report = await reap(testConfig({ policies: [{ name: 'blockers', maxBlocking: '1s', match: { applications: [`${tag}-*`] } }] }, reaper));
 
     expect(report.results.map((r) => [r.decision.session.pid, r.outcome])).toEqual([[a.pid, 'terminated']]);
-    expect(resultOf(report, a.pid)!.decision.blockedSessions).toBe(2);
+    expect(resultOf(report, a.pid)!.decision.details?.blockedSessions).toBe(2);
     expect((await bWaits).ok).toBe(true); // B got A's row once A was gone
     expect(await s.alive([a.pid, b.pid, c.pid])).toEqual(new Set([b.pid, c.pid]));
     await b.client.query('ROLLBACK');
@@ -128,7 +128,7 @@ describe('terminateAfter', () => {
     await s.agedOver(q.pid, 1600, 'query_start');
     const report = await reap(testConfig({ policies: [{ name: 'slow', maxQueryDuration: '500ms', action: 'cancel', terminateAfter: '1s', match: { applications: [`${tag}-*`] } }] }, reaper));
     expect(report.results.map((r) => [r.decision.action, r.decision.reason, r.decision.escalated, r.outcome])).toEqual([['terminate', 'query_duration', true, 'terminated']]);
-    expect(resultOf(report, q.pid)!.decision.thresholdSeconds).toBe(1.5);
+    expect(resultOf(report, q.pid)!.decision.threshold).toBe(1.5);
     expect((await running).ok).toBe(false);
     expect(await s.isAlive(q.pid)).toBe(false);
   });

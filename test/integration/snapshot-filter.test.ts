@@ -5,6 +5,7 @@ import { snapshotFilter } from '../../src/plan/filter.js';
 import { plan } from '../../src/plan/planner.js';
 import { PROTECT_ALL } from '../../src/plan/protect.js';
 import { compilePolicies } from '../../src/policy/compile.js';
+import { REASONS } from '../../src/reasons/table.js';
 import { ensureReaperRole, ensureRole, Sessions, testConfig, unique } from '../helpers/pg.js';
 
 // The server sends as rows only the sessions a policy could act on and counts the rest: the
@@ -62,7 +63,12 @@ describe('the snapshot filter', () => {
 
   it('sends every idle session when a policy keeps pools, and lock waiters with their blockers when one has maxBlocking', () => {
     const policies = compilePolicies(testConfig({ policies: [{ name: 'a', maxIdle: '10m', keepIdle: 2 }, { name: 'b', maxIdle: '5m', maxQueryDuration: '1h', maxBlocking: '30s' }] }), 'main');
-    expect(snapshotFilter(policies, { backups: false, maintenance: true })).toEqual({ idleMs: 300_000, idleInTransactionMs: Infinity, queryMs: 3_600_000, transactionMs: Infinity, connectionMs: Infinity, allIdle: true, locks: true, backupNames: [], backupPrefixes: [] });
-    expect(snapshotFilter(compilePolicies(testConfig({ policies: [{ name: 'a', maxIdle: '10m' }] }), 'main'), PROTECT_ALL)).toMatchObject({ allIdle: false, locks: false, backupNames: expect.arrayContaining(['pg_dump']), backupPrefixes: expect.arrayContaining(['pgBackRest [']) });
+    const byReason = (f: ReturnType<typeof snapshotFilter>) => Object.fromEntries(REASONS.map((r, i) => [r, f.thresholds[i]]));
+    const f = snapshotFilter(policies, { backups: false, maintenance: true });
+    expect(byReason(f)).toMatchObject({ blocking: 30_000, idle: 300_000, idle_in_transaction: null, query_duration: 3_600_000, transaction_duration: null, connection_age: null });
+    expect(f).toMatchObject({ allIdle: true, backupNames: [], backupPrefixes: [] });
+    const plain = snapshotFilter(compilePolicies(testConfig({ policies: [{ name: 'a', maxIdle: '10m' }] }), 'main'), PROTECT_ALL);
+    expect(plain).toMatchObject({ allIdle: false, backupNames: expect.arrayContaining(['pg_dump']), backupPrefixes: expect.arrayContaining(['pgBackRest [']) });
+    expect(byReason(plain)).toMatchObject({ blocking: null, idle: 600_000 });
   });
 });

@@ -54,7 +54,7 @@ describe('audit rows of a run', () => {
   const nowMs = Date.UTC(2026, 10, 22, 12, 0, 0) + 0.123456 * 1000;
   const s = session({ idleFor: 700, queryId: '-3688696628780506391', query: 'SELECT 1', backendStartMs: Date.UTC(2026, 10, 22, 11, 0, 0) + 654.321 });
   const local = session({ idleFor: 700, local: true, clientAddr: null });
-  const decision = (sess: typeof s, over: Partial<Decision> = {}): Decision => ({ target: 'main', policy: 'idle', reason: 'idle', action: 'terminate', dryRun: false, session: sess, seconds: 700, thresholdSeconds: 600, capped: false, ...over });
+  const decision = (sess: typeof s, over: Partial<Decision> = {}): Decision => ({ target: 'main', policy: 'idle', reason: 'idle', action: 'terminate', dryRun: false, session: sess, age: 700, threshold: 600, seconds: 700, capped: false, ...over });
   const report = (results: RunReport['results']): RunReport => ({ target: 'main', ok: true, finishedAtMs: nowMs + 5, durationSeconds: 0.01, snapshot: { ...snapshot([s, local]), nowMs }, results, timings: { snapshotMs: 0, planMs: 0, executeMs: 0 } });
 
   it('one row per result, with every outcome there is, the server clock and exact microseconds', () => {
@@ -93,7 +93,7 @@ describe('audit rows of a run', () => {
   it('query text only with logQueryText; local sessions as "local"; blocking and escalation carried', () => {
     const [withQuery] = auditRows(report([{ decision: decision(s), outcome: 'terminated' }]), { replica: 'x', logQueryText: true });
     expect(withQuery!.query).toBe('SELECT 1');
-    const [l] = auditRows(report([{ decision: decision(local, { reason: 'blocking', blockedSessions: 37, escalated: true, dryRun: true }), outcome: 'would_terminate' }]), { replica: 'x', logQueryText: false });
+    const [l] = auditRows(report([{ decision: decision(local, { reason: 'blocking', details: { blockedSessions: 37, blockedSeconds: 700 }, escalated: true, dryRun: true }), outcome: 'would_terminate' }]), { replica: 'x', logQueryText: false });
     expect(l).toMatchObject({ client_addr: 'local', blocked_sessions: 37, escalated: true, dry_run: true, outcome: 'would_terminate' });
   });
 

@@ -123,7 +123,7 @@ policies:
 // Each malformed example, with the exact problem it must produce.
 const MALFORMED: [string, string, string][] = [
   ['unknown top-level key', MINIMAL + 'colour: red\n', 'c.yaml:7:1 colour: unknown key "colour"; accepted keys: schedule, timezone, scheduleJitter, maxConcurrentRuns, coordination, dryRun, logLevel, logFormat, applicationName, http, maxActionsPerRun, terminateTimeout, shutdownTimeout, logQueryText, exemptListeners, protect, budget, watchConfig, exempt, audit, targets, policies'],
-  ['unknown policy key', MINIMAL + '    maxIdel: 5m\n', 'c.yaml:7:5 policies[0].maxIdel: unknown key "maxIdel"; accepted keys: name, targets, maxBlocking, maxIdle, keepIdle,'],
+  ['unknown policy key', MINIMAL + '    maxIdel: 5m\n', 'c.yaml:7:5 policies[0].maxIdel: unknown key "maxIdel"; accepted keys: name, targets, maxBlocking, maxIdle, maxIdleInTransaction,'],
   ['unknown target key', MINIMAL.replace('    connectionString', '    sslmode: require\n    connectionString'), 'c.yaml:3:5 targets[0].sslmode: unknown key "sslmode"'],
   ['duration is a word', MINIMAL.replace('10m', 'ten'), 'c.yaml:6:14 policies[0].maxIdle: expected a duration like "10m" (ms, s, m, h, d, or a number of seconds) greater than 0, got "ten"'],
   ['duration is zero', MINIMAL.replace('10m', '0s'), 'c.yaml:6:14 policies[0].maxIdle: expected a duration like "10m" (ms, s, m, h, d, or a number of seconds) greater than 0, got "0s"'],

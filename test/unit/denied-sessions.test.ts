@@ -8,7 +8,7 @@ import { session, snapshot } from '../helpers/sessions.js';
 // A denied session is reported once while it lives: known by pid and backend_start.
 
 function report(rows: Session[], denied: Session[], outcome: Outcome = 'denied'): RunReport {
-  const results = denied.map((s) => ({ decision: { target: 't', policy: 'p', reason: 'idle' as const, action: 'terminate' as const, dryRun: false, session: s, seconds: 9, thresholdSeconds: 1, capped: false }, outcome }));
+  const results = denied.map((s) => ({ decision: { target: 't', policy: 'p', reason: 'idle' as const, action: 'terminate' as const, dryRun: false, session: s, age: 9, threshold: 1, seconds: 9, capped: false }, outcome }));
   return { target: 't', ok: true, finishedAtMs: 0, durationSeconds: 0, timings: { snapshotMs: 0, planMs: 0, executeMs: 0 }, snapshot: snapshot(rows), results, decisions: results.map((r) => r.decision) };
 }
 const repeated = (r: RunReport) => r.results.map((x) => x.repeated === true);

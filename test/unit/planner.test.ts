@@ -23,7 +23,7 @@ describe('thresholds', () => {
     const under = session({ idleFor: 599 });
     const ds = run([over, exact, under], [{ name: 'p', maxIdle: '10m' }]);
     expect(pids(ds)).toEqual([over.pid]);
-    expect(ds[0]).toMatchObject({ target: 't', policy: 'p', reason: 'idle', action: 'terminate', dryRun: false, seconds: 601, thresholdSeconds: 600, capped: false });
+    expect(ds[0]).toMatchObject({ target: 't', policy: 'p', reason: 'idle', action: 'terminate', dryRun: false, age: 601, threshold: 600, seconds: 601, capped: false });
   });
 
   it('idle in transaction and aborted use maxIdleInTransaction, not maxIdle', () => {

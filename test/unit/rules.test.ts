@@ -26,7 +26,7 @@ describe('maxBlocking: the root of a lock chain', () => {
   it('acts on the root only, with how many wait on it and the longest wait', () => {
     const { a, b, c } = chain();
     const ds = run([a, b, c], [{ name: 'blockers', maxBlocking: '30s' }]);
-    expect(ds.map((d) => [d.session.pid, d.reason, d.seconds, d.thresholdSeconds, d.blockedSessions])).toEqual([[a.pid, 'blocking', 40, 30, 2]]);
+    expect(ds.map((d) => [d.session.pid, d.reason, d.seconds, d.threshold, d.details?.blockedSessions])).toEqual([[a.pid, 'blocking', 40, 30, 2]]);
   });
 
   it('holds below the threshold; never chooses a waiter, however low the threshold', () => {
@@ -96,12 +96,12 @@ describe('terminateAfter: escalation without memory', () => {
   const policy = { name: 'slow', maxQueryDuration: '60s', action: 'cancel', terminateAfter: '30s' };
   it('cancels up to maxQueryDuration + terminateAfter, terminates the same query past it', () => {
     const [d1] = run([session({ activeFor: 89 })], [policy]);
-    expect(d1).toMatchObject({ action: 'cancel', reason: 'query_duration', thresholdSeconds: 60 });
+    expect(d1).toMatchObject({ action: 'cancel', reason: 'query_duration', threshold: 60 });
     expect(d1!.escalated).toBeUndefined();
     const [d2] = run([session({ activeFor: 90 })], [policy]);
     expect(d2).toMatchObject({ action: 'cancel' });
     const [d3] = run([session({ activeFor: 91 })], [policy]);
-    expect(d3).toMatchObject({ action: 'terminate', reason: 'query_duration', escalated: true, seconds: 91, thresholdSeconds: 90 });
+    expect(d3).toMatchObject({ action: 'terminate', reason: 'query_duration', escalated: true, seconds: 91, threshold: 90 });
   });
 });
 

@@ -1,0 +1,62 @@
+import type { Session, Snapshot } from '../db/session.js';
+import type { Unit } from './units.js';
+
+// What pg-reaper knows about one threshold reason, in one place: its key in a policy and its
+// label, how its age is read from a session, the fact the kill guard re-checks and the guard's
+// SQL, the snapshot's pre-filter clause and the words of the why-not lines. The config schema,
+// policy compilation, the planner, the pre-filter, the kill statement, the executor's victim,
+// the explain text, the metrics and the log lines are all built from the table (table.ts).
+// Imports types only: config/ builds the policy keys from it.
+
+/** How a threshold is written in the config. */
+export type ThresholdValue = { kind: 'duration'; example: string };
+
+export interface ReasonEntry<L extends string = string, K extends string = string, C = unknown> {
+  /** The reason: metric label, log field, the kill guard's branch. */
+  readonly reason: L;
+  /** Its threshold's key in a policy. */
+  readonly key: K;
+  readonly value: ThresholdValue;
+  /** The evidence's unit; thresholds are compiled in the unit's base (durations: ms). */
+  readonly unit: Unit;
+  /** What the key means, for config.schema.json. */
+  readonly description: string;
+  /** `action: cancel` makes sense with it: the session is running a statement. */
+  readonly cancellable: boolean;
+  /** exemptListeners spares a listener (its last statement was LISTEN) from this reason. */
+  readonly sparesListeners: boolean;
+  /** What the condition is called in the why-not lines: "idle 5s <= maxIdle 10m", "maxIdle: not idle". */
+  readonly condition: string;
+  /** The why-not line where the condition does not apply (age NaN), when "not <condition>" would not say enough. */
+  whyNot?(s: Session, ctx: C): string;
+  /** Facts about the whole snapshot the reason needs (lock chains), worked out once per plan, and only when a policy has the key. */
+  context?(snapshot: Snapshot): C;
+  /**
+   * How far the session is into the condition, in the threshold's compiled unit (durations: ms);
+   * NaN where the condition does not apply or a timestamp is NULL, so that no comparison holds.
+   * Runs for every session of every plan: arithmetic and comparisons only.
+   */
+  age(s: Session, nowMs: number, ctx: C): number;
+  /** For a unit other than seconds: how long the session has been in the condition, in seconds (caps keep the oldest offenders first). */
+  seconds?(s: Session, nowMs: number): number;
+  /** Fields a decision for this reason adds to its log line (blocking: how many wait on it). */
+  details?(s: Session, ctx: C): Record<string, number>;
+  /**
+   * The kill guard: the fact the decision rests on, as the server wrote it (it travels as text
+   * in v.fact), and the SQL that re-checks it against the live row `a` of pg_stat_activity
+   * (v.state: the state the decision saw). Identity is checked for every reason besides this.
+   */
+  readonly guard: { fact(s: Session): string | null; sql: string };
+  /**
+   * The snapshot's pre-filter: SQL over a client row `c` (with `me.now` and the lock `waiters w`)
+   * that holds for every session that could be past `threshold`, a parameter holding the
+   * smallest threshold of this reason across the target's policies (compiled unit), NULL when
+   * none has it: the clause must not hold then.
+   */
+  prefilter(threshold: string): string;
+}
+
+/** An entry, with its label and key as literal types. */
+export function reasonEntry<const L extends string, const K extends string, C = undefined>(e: ReasonEntry<L, K, C>): ReasonEntry<L, K, C> {
+  return e;
+}

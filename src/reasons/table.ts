@@ -1,0 +1,37 @@
+import { blocking } from './blocking.js';
+import { connectionAge } from './connection-age.js';
+import { idleInTransaction } from './idle-in-transaction.js';
+import { idle } from './idle.js';
+import { queryDuration } from './query-duration.js';
+import type { ReasonEntry } from './reason.js';
+import { transactionDuration } from './transaction-duration.js';
+
+// The table of reasons, in the order the planner tries them: a session that breaks several of a
+// policy's thresholds is acted on for the first. A new threshold reason is a file in this
+// folder and a line here (plus the snapshot column it needs, its tests and its docs).
+export const REASON_TABLE = [blocking, idle, idleInTransaction, queryDuration, transactionDuration, connectionAge] as const;
+
+type Entry = (typeof REASON_TABLE)[number];
+export type Reason = Entry['reason'];
+export type ThresholdKey = Entry['key'];
+
+/**
+ * The entries with their context type erased, for code that walks every reason: an entry's
+ * context only ever comes from its own context() and goes back to its own functions.
+ */
+export const ENTRIES = REASON_TABLE as unknown as readonly ReasonEntry<Reason, ThresholdKey, unknown>[];
+
+export const REASONS: readonly Reason[] = REASON_TABLE.map((e) => e.reason);
+export const THRESHOLD_KEYS: readonly ThresholdKey[] = REASON_TABLE.map((e) => e.key);
+
+/** Position of a reason in the table (the planner's arrays are indexed by it). */
+export const reasonIndex = (reason: Reason): number => REASONS.indexOf(reason);
+
+export function entryOf(reason: Reason): ReasonEntry<Reason, ThresholdKey, unknown> {
+  return ENTRIES[reasonIndex(reason)]!;
+}
+
+/** The entry of a reason read from outside (a log line), if it is one. */
+export function findEntry(reason: unknown): ReasonEntry<Reason, ThresholdKey, unknown> | undefined {
+  return ENTRIES.find((e) => e.reason === reason);
+}
