@@ -7,7 +7,8 @@ import type { Config } from '../../src/config/schema.js';
 import { openTarget, type TargetDb } from '../../src/db/target.js';
 import { createLogger } from '../../src/log/logger.js';
 import { createMetrics } from '../../src/metrics/metrics.js';
-import { logRun, recordRun } from '../../src/run/report.js';
+import { logRun } from '../../src/run/log-lines.js';
+import { recordRun } from '../../src/run/run-metrics.js';
 import { runTarget, settingsFor, systemDeps } from '../../src/run/run-target.js';
 
 // The ways to reap the same idle sessions that the benchmarks compare. Each starts with an open

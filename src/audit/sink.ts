@@ -1,6 +1,6 @@
 import type { Config, TargetConfig } from '../config/schema.js';
 import { endpointOf, openTarget } from '../db/target.js';
-import { quoteIdent } from '../run/report.js';
+import { quoteIdent } from '../run/privileges.js';
 import type { ProblemContext } from './problem.js';
 import { insertSql, parseTableName, probeSql, type TableName } from './table.js';
 import type { AuditSink } from './writer.js';

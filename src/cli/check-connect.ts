@@ -5,7 +5,7 @@ import type { Config } from '../config/schema.js';
 import { readSnapshot } from '../db/snapshot.js';
 import { protectedCounts } from '../plan/protect.js';
 import { openTarget } from '../db/target.js';
-import { privilegeWarnings } from '../run/report.js';
+import { privilegeWarnings } from '../run/privileges.js';
 import { describeError } from '../util/errors.js';
 import { plural } from '../util/plural.js';
 

@@ -3,7 +3,7 @@ import type { Config, TargetConfig } from '../config/schema.js';
 import { readSnapshot } from '../db/snapshot.js';
 import { openTarget } from '../db/target.js';
 import { renderSnapshot } from '../replay/snapshot-file.js';
-import { privilegeWarnings } from '../run/report.js';
+import { privilegeWarnings } from '../run/privileges.js';
 import { describeError } from '../util/errors.js';
 import { plural } from '../util/plural.js';
 

@@ -18,7 +18,8 @@ import { auditMetrics, createMetrics, dropAuditSeries, dropTargetSeries, initSaf
 import { compilePolicies, type CompiledPolicy } from '../policy/compile.js';
 import { BudgetLedger } from '../run/budget.js';
 import { DeniedSessions } from '../run/denied-sessions.js';
-import { logRun, recordRun } from '../run/report.js';
+import { logRun } from '../run/log-lines.js';
+import { recordRun } from '../run/run-metrics.js';
 import { TargetWatch } from '../run/target-watch.js';
 import { runTarget, settingsFor, systemDeps, type RunReport } from '../run/run-target.js';
 import { describeError } from '../util/errors.js';

@@ -1,5 +1,6 @@
 import type { Logger } from '../log/logger.js';
-import { privilegeWarnings, targetInfoLabels } from './report.js';
+import { privilegeWarnings } from './privileges.js';
+import { targetInfoLabels } from './run-metrics.js';
 import type { RunReport } from './run-target.js';
 
 // What an operator needs to hear about a target once, not at every run: what the reaper can do

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/config/load.js';
 import { plan } from '../../src/plan/planner.js';
 import { compilePolicies } from '../../src/policy/compile.js';
-import { actionFields, privilegeWarnings } from '../../src/run/report.js';
+import { actionFields } from '../../src/run/log-lines.js';
+import { privilegeWarnings } from '../../src/run/privileges.js';
 import { session, snapshot } from '../helpers/sessions.js';
 
 // What a run's log lines say: the evidence of each decision named for what it is, and GRANTs an
