@@ -11,6 +11,7 @@ import { CANCEL_WITH, configSchema } from './schema.js';
 export type Json = Record<string, unknown>;
 
 const DURATION = { anyOf: [{ type: 'string', pattern: '^(\\d+(\\.\\d+)?(ms|s|m|h|d))+$|^\\d+(\\.\\d+)?$' }, { type: 'number', exclusiveMinimum: 0 }] };
+const COUNT = { anyOf: [{ type: 'string', pattern: '^\\s*\\d+(\\.\\d+)?[kKMG]?\\s*$' }, { type: 'integer', minimum: 1 }] };
 const ENV_REF = { type: 'string', pattern: '\\$\\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\\}' };
 
 /** Keys whose input is a duration, with their default as written in YAML. */
@@ -25,6 +26,9 @@ const DURATIONS: Record<string, string | undefined> = {
   'policies[].terminateAfter': undefined,
   'budget.window': undefined,
 };
+
+/** Keys whose input is a count ("100k", "10M"). */
+const COUNTS = new Set(REASON_TABLE.filter((e) => e.value.kind === 'count').map((e) => `policies[].${e.key}`));
 
 /** Defaults that zod cannot show on the input side (the key's value is transformed). */
 const DEFAULTS: Record<string, unknown> = {
@@ -185,7 +189,10 @@ const BUDGETS = new Set(['budget', 'policies[].budget']);
 
 const CONFIG_SPEC: SchemaSpec = {
   durations: Object.fromEntries(Object.entries(DURATIONS).map(([k, d]) => [k, { default: d, zero: k === 'scheduleJitter' }])),
-  replace: { 'policies[].when.connectionsAbove': { anyOf: [{ type: 'string', pattern: '^\\s*\\d+(\\.\\d+)?\\s*%\\s*$' }, { type: 'integer', minimum: 1 }] } },
+  replace: {
+    'policies[].when.connectionsAbove': { anyOf: [{ type: 'string', pattern: '^\\s*\\d+(\\.\\d+)?\\s*%\\s*$' }, { type: 'integer', minimum: 1 }] },
+    ...Object.fromEntries([...COUNTS].map((path) => [path, COUNT])),
+  },
   custom: (node, path, annotateKeys) => {
     if (!BUDGETS.has(path)) return undefined;
     // { maxActions, window }, or off

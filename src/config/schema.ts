@@ -7,6 +7,7 @@ import { fnv1a32 } from '../util/fnv1a.js';
 import { addressError } from './address.js';
 import { DEFAULT_AUDIT_TABLE, parseTableName } from './table-name.js';
 import { hostError, parseConnInfo, SSL_MODES } from './conninfo.js';
+import { formatCount, parseCount } from './count.js';
 import { parseDuration } from './duration.js';
 
 // The config file's schema: every key, its default, and the rules that span keys. Downstream
@@ -123,8 +124,19 @@ const target = z
     }
   });
 
+// A whole number from 1 to max, written as 5000, "100k" or "10M".
+const count = (hint: string, max: number) =>
+  z.any().transform((value, ctx) => {
+    const n = parseCount(value);
+    if (n === undefined || n < 1 || n > max) {
+      ctx.addIssue({ code: 'custom', message: `expected a count like "${hint}" (a whole number, or with k, M or G for thousands, millions, billions) from 1 to ${formatCount(max)}, got ${show(value)}` });
+      return z.NEVER;
+    }
+    return n;
+  });
+
 // A policy's thresholds, one key per reason of the table (src/reasons/table.ts).
-const thresholdValue = (v: ThresholdValue) => duration(v.example);
+const thresholdValue = (v: ThresholdValue) => (v.kind === 'duration' ? duration(v.example) : count(v.example, v.max));
 const thresholds = Object.fromEntries(REASON_TABLE.map((e) => [e.key, thresholdValue(e.value).optional()])) as {
   [K in ThresholdKey]: z.ZodOptional<ReturnType<typeof thresholdValue>>;
 };

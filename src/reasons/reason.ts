@@ -8,8 +8,11 @@ import type { Unit } from './units.js';
 // the explain text, the metrics and the log lines are all built from the table (table.ts).
 // Imports types only: config/ builds the policy keys from it.
 
-/** How a threshold is written in the config. */
-export type ThresholdValue = { kind: 'duration'; example: string };
+/**
+ * How a threshold is written in the config: a duration ("10m", compiled to ms), or a count of
+ * `max` at most ("100k", "10M").
+ */
+export type ThresholdValue = { kind: 'duration'; example: string } | { kind: 'count'; example: string; max: number };
 
 export interface ReasonEntry<L extends string = string, K extends string = string, C = unknown> {
   /** The reason: metric label, log field, the kill guard's branch. */

@@ -1,3 +1,4 @@
+import { formatCount } from '../config/count.js';
 import { formatDuration } from '../config/duration.js';
 
 // The units a reason's evidence comes in: how a threshold is compiled (its base: durations in
@@ -17,6 +18,7 @@ export interface UnitSpec {
 
 export const UNITS = {
   seconds: { base: 1000, field: 'seconds', thresholdField: 'thresholdSeconds', suffix: 's', format: (s: number) => formatDuration(s * 1000) },
+  transactions: { base: 1, field: 'transactions', thresholdField: 'thresholdTransactions', suffix: ' transactions', format: (n: number) => `${formatCount(n)} transactions` },
 } as const satisfies Record<string, UnitSpec>;
 
 export type Unit = keyof typeof UNITS;

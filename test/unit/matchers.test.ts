@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { addressError } from '../../src/config/address.js';
 import { AddressSet, toBytes } from '../../src/policy/address.js';
 import { compileGlob, GlobSet } from '../../src/policy/glob.js';
+import { formatCount, parseCount } from '../../src/config/count.js';
 import { formatDuration, parseDuration } from '../../src/config/duration.js';
 import { substituteEnv } from '../../src/config/env.js';
 import { stateLabel } from '../../src/db/session.js';
@@ -92,6 +93,28 @@ describe('durations', () => {
 
   it('formats for people', () => {
     expect([500, 1500, 90_000, 5_400_000, 172_800_000].map(formatDuration)).toEqual(['500ms', '1.5s', '1.5m', '1.5h', '2d']);
+  });
+});
+
+describe('counts', () => {
+  it.each([
+    ['5000', 5000],
+    [5000, 5000],
+    ['100k', 100_000],
+    ['100K', 100_000],
+    ['10M', 10_000_000],
+    ['1.5G', 1_500_000_000],
+    [' 2.5k ', 2500],
+  ])('%j → %d', (input, n) => {
+    expect(parseCount(input)).toBe(n);
+  });
+
+  it.each(['ten', '10m', '', 'k', '1 M', '-5', '1e6', 1.5, null, true, {}])('rejects %j', (input) => {
+    expect(parseCount(input)).toBeUndefined();
+  });
+
+  it('formats for people', () => {
+    expect([950, 9999, 150_000, 12_500_000, 2_000_000_000].map(formatCount)).toEqual(['950', '9999', '150k', '12.5M', '2G']);
   });
 });
 
