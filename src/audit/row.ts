@@ -1,3 +1,4 @@
+import { entryOf } from '../reasons/table.js';
 import type { RunReport } from '../run/run-target.js';
 import { newIds } from './uuid.js';
 
@@ -24,11 +25,15 @@ export interface AuditRow {
   client_addr: string | null;
   state: string | null;
   seconds: number;
-  threshold_seconds: number;
+  /** The evidence in its unit: threshold_seconds for the reasons measured in time, transactions and threshold_transactions for those measured in transactions. */
+  threshold_seconds: number | null;
+  transactions: number | null;
+  threshold_transactions: number | null;
   query_id: string | null;
   query: string | null;
   escalated: boolean;
   blocked_sessions: number | null;
+  details: Record<string, number> | null;
   error: string | null;
 }
 
@@ -55,6 +60,7 @@ export function auditRows(report: RunReport, ctx: RowContext): AuditRow[] {
   return report.results.map((r, i): AuditRow => {
     const d = r.decision;
     const s = d.session;
+    const inSeconds = entryOf(d.reason).unit === 'seconds';
     return {
       id: ids[i]!,
       at_us: at,
@@ -73,11 +79,14 @@ export function auditRows(report: RunReport, ctx: RowContext): AuditRow[] {
       client_addr: s.local ? 'local' : s.clientAddr,
       state: s.state,
       seconds: d.seconds,
-      threshold_seconds: d.threshold,
+      threshold_seconds: inSeconds ? d.threshold : null,
+      transactions: inSeconds ? null : d.age,
+      threshold_transactions: inSeconds ? null : d.threshold,
       query_id: s.queryId,
       query: ctx.logQueryText && typeof s.query === 'string' ? s.query : null,
       escalated: d.escalated === true,
       blocked_sessions: d.details?.blockedSessions ?? null,
+      details: d.details ?? null,
       error: r.error ?? null,
     };
   });

@@ -21,6 +21,8 @@ interface Column {
   fieldType?: string;
   /** The SELECT expression over the field (r.<field>). */
   expr?: string;
+  /** Since the first version of the table: added (audit-init adds it to an older table), or made optional (drops its NOT NULL there). */
+  since?: 'added' | 'optional';
 }
 
 const fromMicros = (field: string) => `timestamptz 'epoch' + r.${field} * interval '1 microsecond'`;
@@ -43,11 +45,14 @@ export const COLUMNS: readonly Column[] = [
   { name: 'client_addr', type: 'text' },
   { name: 'state', type: 'text' },
   { name: 'seconds', type: 'double precision', rest: 'NOT NULL' },
-  { name: 'threshold_seconds', type: 'double precision', rest: 'NOT NULL' },
+  { name: 'threshold_seconds', type: 'double precision', since: 'optional' },
+  { name: 'transactions', type: 'bigint', since: 'added' },
+  { name: 'threshold_transactions', type: 'bigint', since: 'added' },
   { name: 'query_id', type: 'bigint' },
   { name: 'query', type: 'text' },
   { name: 'escalated', type: 'boolean', rest: 'NOT NULL DEFAULT false' },
   { name: 'blocked_sessions', type: 'integer' },
+  { name: 'details', type: 'jsonb', since: 'added' },
   { name: 'error', type: 'text' },
 ];
 
@@ -58,7 +63,11 @@ const COMMENTS: Record<string, string> = {
   outcome: 'terminated, signalled, cancelled, would_terminate, would_cancel, skipped_*, denied or failed',
   backend_start: 'with pid, the identity of the session, exactly as the target server reported it',
   client_addr: 'the client address; local for a Unix-socket session',
-  seconds: 'how long the session had been in the condition (reason) when the run read it',
+  seconds: 'how long the session had been in the condition (reason) when the run read it (xmin_age: how long its transaction had been open)',
+  threshold_seconds: 'the limit it crossed, for a reason measured in time; NULL for one measured in transactions',
+  transactions: 'for a reason measured in transactions (xmin_age): how many transactions old the horizon it held was',
+  threshold_transactions: 'for a reason measured in transactions: the limit it crossed',
+  details: 'what the reason adds: blockedSessions and blockedSeconds for blocking, queuedBehind for lock_wait',
   query_id: 'pg_stat_activity.query_id (PostgreSQL 14+, with compute_query_id); NULL where the server does not compute it',
   query: 'only with logQueryText: true',
   error: 'for failed: the error and its SQLSTATE',
@@ -72,6 +81,9 @@ export function ddl(table: TableName): string[] {
   return [
     ...(table.schema !== undefined ? [`CREATE SCHEMA IF NOT EXISTS ${table.schema}`] : []),
     `CREATE TABLE IF NOT EXISTS ${table.sql} (\n${COLUMNS.map((c) => `  ${c.name} ${c.type}${c.rest ? ` ${c.rest}` : ''}`).join(',\n')}\n)`,
+    // a table made by an earlier version gains the columns added since, and loses the NOT NULL
+    // of those that became optional
+    `ALTER TABLE ${table.sql}\n${COLUMNS.filter((c) => c.since !== undefined).map((c) => (c.since === 'added' ? `  ADD COLUMN IF NOT EXISTS ${c.name} ${c.type}` : `  ALTER COLUMN ${c.name} DROP NOT NULL`)).join(',\n')}`,
     `CREATE INDEX IF NOT EXISTS ${index} ON ${table.sql} (at)`,
     `COMMENT ON TABLE ${table.sql} IS ${quote('pg-reaper: one row per action of every run, whatever its outcome')}`,
     ...Object.entries(COMMENTS).map(([column, text]) => `COMMENT ON COLUMN ${table.sql}.${column} IS ${quote(text)}`),

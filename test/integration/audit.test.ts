@@ -420,6 +420,24 @@ describe('audit table', () => {
     expect(log.lines.filter((l) => l.level === 'error')).toHaveLength(2);
   }, 60_000);
 
+  it('audit-init brings a table made by an earlier version up to date, and runs again without error', async () => {
+    const name = `${SCHEMA}.old_${randomBytes(4).toString('hex')}`;
+    const parsed = parseTableName(name);
+    if (!parsed.ok) throw new Error(parsed.error);
+    // the first version: threshold_seconds NOT NULL, no transactions, threshold_transactions or details
+    const [schema, create] = ddl(parsed.table);
+    await s.admin.query(schema!);
+    await s.admin.query(create!.replace('threshold_seconds double precision,', 'threshold_seconds double precision NOT NULL,').replace(/\n {2}(transactions|threshold_transactions) bigint,|\n {2}details jsonb,/g, ''));
+    const columns = async () =>
+      (await s.admin.query<{ column_name: string; is_nullable: string }>('SELECT column_name, is_nullable FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2', [parsed.table.schema, parsed.table.name])).rows;
+    expect((await columns()).map((c) => c.column_name)).not.toContain('details');
+    for (const statement of ddl(parsed.table)) await s.admin.query(statement);
+    for (const statement of ddl(parsed.table)) await s.admin.query(statement);
+    const after = new Map((await columns()).map((c) => [c.column_name, c.is_nullable]));
+    expect([after.get('threshold_seconds'), after.get('transactions'), after.get('threshold_transactions'), after.get('details')]).toEqual(['YES', 'YES', 'YES', 'YES']);
+    expect(after.get('seconds')).toBe('NO');
+  });
+
   it('a reload that moves the audit table hands the queued rows to the new writer, each written once', async () => {
     const table = await auditTable();
     const tag = unique('t-swap');

@@ -32,6 +32,10 @@ describe('audit table name', () => {
     expect(ddl(q.table)[0]).toBe('CREATE SCHEMA IF NOT EXISTS reaper_audit');
     expect(ddl(u.table).some((s) => s.startsWith('CREATE SCHEMA'))).toBe(false);
     expect(ddl(q.table)[1]).toMatch(/^CREATE TABLE IF NOT EXISTS reaper_audit\.actions \(\n {2}id uuid PRIMARY KEY,\n {2}at timestamptz NOT NULL,/);
+    // a table made by an earlier version is brought up to date, idempotently
+    expect(ddl(q.table)[2]).toBe(
+      'ALTER TABLE reaper_audit.actions\n  ALTER COLUMN threshold_seconds DROP NOT NULL,\n  ADD COLUMN IF NOT EXISTS transactions bigint,\n  ADD COLUMN IF NOT EXISTS threshold_transactions bigint,\n  ADD COLUMN IF NOT EXISTS details jsonb',
+    );
     expect(insertSql(q.table)).toMatch(/^INSERT INTO reaper_audit\.actions \(id, at, replica, .*\) SELECT r\.id, timestamptz 'epoch' \+ r\.at_us \* interval '1 microsecond', .* FROM json_to_recordset\(\$1::json\) AS r\(id uuid, at_us bigint, .*\) ON CONFLICT DO NOTHING$/);
     expect(probeSql(q.table)).toMatch(/^INSERT INTO reaper_audit\.actions \(.*\) SELECT NULL::uuid, NULL::timestamptz, .* WHERE false$/);
   });
@@ -80,10 +84,13 @@ describe('audit rows of a run', () => {
       state: 'idle',
       seconds: 700,
       threshold_seconds: 600,
+      transactions: null,
+      threshold_transactions: null,
       query_id: '-3688696628780506391',
       query: null,
       escalated: false,
       blocked_sessions: null,
+      details: null,
       error: null,
     });
     expect(out.find((r) => r.outcome === 'failed')!.error).toBe('boom (SQLSTATE 42501)');
@@ -94,7 +101,7 @@ describe('audit rows of a run', () => {
     const [withQuery] = auditRows(report([{ decision: decision(s), outcome: 'terminated' }]), { replica: 'x', logQueryText: true });
     expect(withQuery!.query).toBe('SELECT 1');
     const [l] = auditRows(report([{ decision: decision(local, { reason: 'blocking', details: { blockedSessions: 37, blockedSeconds: 700 }, escalated: true, dryRun: true }), outcome: 'would_terminate' }]), { replica: 'x', logQueryText: false });
-    expect(l).toMatchObject({ client_addr: 'local', blocked_sessions: 37, escalated: true, dry_run: true, outcome: 'would_terminate' });
+    expect(l).toMatchObject({ client_addr: 'local', blocked_sessions: 37, details: { blockedSessions: 37, blockedSeconds: 700 }, escalated: true, dry_run: true, outcome: 'would_terminate' });
   });
 
   it('nothing for a run without actions or without a snapshot', () => {

@@ -153,10 +153,13 @@ const row = (over: Partial<AuditRow> = {}): AuditRow => {
     state: 'idle',
     seconds: 700,
     threshold_seconds: 600,
+    transactions: null,
+    threshold_transactions: null,
     query_id: null,
     query: 'SELECT secret',
     escalated: false,
     blocked_sessions: null,
+    details: null,
     error: null,
     ...over,
   };
