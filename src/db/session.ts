@@ -35,6 +35,18 @@ export interface Session {
   maintenance: string | null;
   /** pg_stat_activity.query_id of its last statement, as decimal text: null before 14 or unless compute_query_id. */
   queryId: string | null;
+  /**
+   * What it holds of the xmin horizon: backend_xid and backend_xmin as the server wrote them, and
+   * their ages in transactions (age()); null when it has none. olderTransactionRuns: another
+   * running transaction (another session's backend_xid, a prepared transaction) is as old as
+   * its backend_xmin, so its snapshot is old because of that one. Always read by the snapshot;
+   * sessions built by hand (tests, benchmarks) may leave them out.
+   */
+  backendXid?: string | null;
+  backendXmin?: string | null;
+  xidAge?: number | null;
+  xminAge?: number | null;
+  olderTransactionRuns?: boolean;
   query?: string | null;
 }
 

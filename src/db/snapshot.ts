@@ -98,7 +98,14 @@ SELECT extract(epoch FROM me.now)::float8 * 1000 AS now_ms, me.pid AS self_pid,
        -- allowed); the query text itself stays on the server
        coalesce(a.state = 'idle' AND a.query ~* '^(\\s|--[^\\n]*\\n|/\\*([^*]|\\*+[^*/])*\\*+/)*listen\\M', false) AS listener,
        m.kind AS maintenance,
-       ${QUERY_ID[queryId]} AS query_id
+       ${QUERY_ID[queryId]} AS query_id,
+       -- the xmin horizon: its transaction id and snapshot as the server wrote them, their ages in
+       -- transactions, and whether another running transaction (from this statement's own
+       -- snapshot: every session's xid and the prepared transactions) is as old as its snapshot
+       a.backend_xid::text AS backend_xid, a.backend_xmin::text AS backend_xmin,
+       age(a.backend_xid) AS xid_age, age(a.backend_xmin) AS xmin_age,
+       EXISTS (SELECT 1 FROM pg_snapshot_xip(pg_current_snapshot()) x
+                WHERE x::xid IS DISTINCT FROM a.backend_xid AND age(x::xid) >= age(a.backend_xmin)) AS older_transaction_runs
        ${withQuery ? ', a.query' : ''}
   FROM me CROSS JOIN states st
   LEFT JOIN (rows a LEFT JOIN pg_roles r ON r.oid = a.usesysid LEFT JOIN waiters w ON w.pid = a.pid
@@ -159,6 +166,11 @@ interface Row {
   listener: boolean;
   maintenance: string | null;
   query_id: string | null;
+  backend_xid: string | null;
+  backend_xmin: string | null;
+  xid_age: number | null;
+  xmin_age: number | null;
+  older_transaction_runs: boolean;
   query?: string | null;
 }
 
@@ -217,6 +229,11 @@ export async function readSnapshot(db: Db, opts: { withQuery: boolean; filter?: 
       listener: r.listener,
       maintenance: r.maintenance,
       queryId: r.query_id,
+      backendXid: r.backend_xid,
+      backendXmin: r.backend_xmin,
+      xidAge: r.xid_age,
+      xminAge: r.xmin_age,
+      olderTransactionRuns: r.older_transaction_runs,
       ...(opts.withQuery ? { query: r.query ?? null } : {}),
     });
   }

@@ -5,11 +5,12 @@ import { idle } from './idle.js';
 import { queryDuration } from './query-duration.js';
 import type { ReasonEntry } from './reason.js';
 import { transactionDuration } from './transaction-duration.js';
+import { xminAge } from './xmin-age.js';
 
 // The table of reasons, in the order the planner tries them: a session that breaks several of a
 // policy's thresholds is acted on for the first. A new threshold reason is a file in this
 // folder and a line here (plus the snapshot column it needs, its tests and its docs).
-export const REASON_TABLE = [blocking, idle, idleInTransaction, queryDuration, transactionDuration, connectionAge] as const;
+export const REASON_TABLE = [blocking, idle, idleInTransaction, queryDuration, transactionDuration, xminAge, connectionAge] as const;
 
 type Entry = (typeof REASON_TABLE)[number];
 export type Reason = Entry['reason'];

@@ -16,8 +16,9 @@ export const adminUrl = () => inject('databaseUrl');
 export const socketDir = () => inject('socketDir');
 export const PASSWORD = `pw_${randomBytes(6).toString('hex')}`;
 
-export function urlFor(opts: { user?: string; database?: string; application?: string; password?: string }): string {
-  const url = new URL(adminUrl());
+/** A URL to the suite's server, or to `server` (a superuser URL: a test's own server), as this user. */
+export function urlFor(opts: { user?: string; database?: string; application?: string; password?: string; server?: string }): string {
+  const url = new URL(opts.server ?? adminUrl());
   if (opts.user) {
     url.username = opts.user;
     url.password = opts.password ?? PASSWORD;
@@ -34,19 +35,21 @@ export interface TestSession {
   errors: Error[];
 }
 
-/** Opens sessions and closes whatever is left of them at the end of each test. */
+/** Opens sessions (on the suite's server, or on `server`, a test's own) and closes whatever is left of them at the end of each test. */
 export class Sessions {
   private readonly open: pg.Client[] = [];
   admin!: pg.Client;
 
+  constructor(private readonly server?: () => string) {}
+
   async start(): Promise<void> {
-    this.admin = new pg.Client({ connectionString: adminUrl(), application_name: HARNESS_APP });
+    this.admin = new pg.Client({ connectionString: this.server?.() ?? adminUrl(), application_name: HARNESS_APP });
     this.admin.on('error', () => undefined);
     await this.admin.connect();
   }
 
   async session(opts: { user?: string; database?: string; application: string; socket?: boolean; replication?: boolean }): Promise<TestSession> {
-    const url = new URL(urlFor(opts));
+    const url = new URL(urlFor({ ...opts, ...(this.server ? { server: this.server() } : {}) }));
     const errors: Error[] = [];
     const config: pg.ClientConfig = opts.socket
       ? { host: socketDir(), port: Number(url.port), user: decodeURIComponent(url.username), password: decodeURIComponent(url.password), database: url.pathname.slice(1), application_name: opts.application }

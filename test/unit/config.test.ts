@@ -140,7 +140,7 @@ const MALFORMED: [string, string, string][] = [
   ['policy budget with an unknown key', MINIMAL + '    budget: { maxActions: 5, window: 1m, per: run }\n', 'c.yaml:7:42 policies[0].budget.per: unknown key "per"; accepted keys: maxActions, window'],
   ['protect with an unknown key', MINIMAL + 'protect: { backups: true, pg_cron: true }\n', 'c.yaml:7:27 protect.pg_cron: unknown key "pg_cron"; accepted keys: backups, maintenance'],
   ['protect.backups not a boolean', MINIMAL + 'protect: { backups: sometimes }\n', 'c.yaml:7:21 protect.backups: expected a boolean, got "sometimes"'],
-  ['no threshold', MINIMAL.replace('    maxIdle: 10m\n', ''), 'c.yaml:5:5 policies[0]: a policy needs at least one threshold: maxBlocking, maxIdle, maxIdleInTransaction, maxQueryDuration, maxTransactionDuration, maxConnectionAge'],
+  ['no threshold', MINIMAL.replace('    maxIdle: 10m\n', ''), 'c.yaml:5:5 policies[0]: a policy needs at least one threshold: maxBlocking, maxIdle, maxIdleInTransaction, maxQueryDuration, maxTransactionDuration, maxXminAge, maxConnectionAge'],
   ['cancel with maxIdle', MINIMAL + '    action: cancel\n', 'c.yaml:7:13 policies[0].action: action "cancel" only works with maxQueryDuration alone'],
   ['cancel with two thresholds', MINIMAL + '    maxQueryDuration: 1m\n    action: cancel\n', 'policies[0].action: action "cancel" only works with maxQueryDuration alone'],
   ['unknown action', MINIMAL + '    action: kill\n', 'c.yaml:7:13 policies[0].action: expected one of "terminate", "cancel", got "kill"'],
