@@ -18,6 +18,13 @@ const PLAIN = {
   superuser: { schema: z.boolean(), absent: false, description: "The session's role is a superuser: a reaper that is not superuser may not signal it (denied). Default false." },
   listener: { schema: z.boolean(), absent: false, description: 'Its last statement was LISTEN: exemptListeners spares it from idle and connection_age. Default false.' },
   maintenance: { schema: z.enum(MAINTENANCE), absent: null, description: `The maintenance it is running, as the server recognises it (${MAINTENANCE.join(', ')}): protect.maintenance spares it. Default none.` },
+  xidAge: { schema: z.number().int().min(0), absent: null, description: 'age(backend_xid): how many transactions old its own transaction id is (maxXminAge). Default none: it has no transaction id.' },
+  xminAge: { schema: z.number().int().min(0), absent: null, description: 'age(backend_xmin): how many transactions old its snapshot is (maxXminAge). Default none: it holds no snapshot.' },
+  olderTransactionRuns: {
+    schema: z.boolean(),
+    absent: false,
+    description: "Another running transaction (another session's transaction id, a prepared transaction) is as old as its snapshot: the snapshot is old because of that one, and maxXminAge does not count it. Default false.",
+  },
   queryId: { schema: z.string().regex(/^-?\d+$/), absent: null, description: 'pg_stat_activity.query_id (14+, when the server computes it) as a decimal string: the audit table records it. Default none.' },
   query: { schema: z.string(), absent: undefined, description: 'Query text (snapshot --with-query), shown in action lines only with logQueryText.' },
 } as const satisfies { [K in keyof Session]?: { schema: z.ZodType<NonNullable<Session[K]>>; absent: Session[K]; description: string } };

@@ -105,6 +105,10 @@ describe('a snapshot file', () => {
       session({ idleFor: 700, local: true, clientAddr: null, user: 'ops' }),
       session({ inTxFor: 900, superuser: true, canSignal: false, user: 'admin' }),
       session({ inTxFor: 900, canSignal: false, user: 'other' }),
+      // the xmin horizon: an old transaction id, a snapshot old by itself, one old because of another
+      session({ inTxFor: 100, xactFor: 100, xidAge: 3_000_000 }),
+      session({ activeFor: 20, xactFor: 20, xminAge: 2_500_000, application: 'reader' }),
+      session({ activeFor: 20, xactFor: 20, xminAge: 2_600_000, olderTransactionRuns: true, application: 'reader' }),
       session({ idleFor: 9999, backendStart: null, backendStartMs: null, stateChangeMs: null, queryStartMs: null, xactStartMs: null, state: null, clientAddr: null, canSignal: false }),
       session({ idleFor: 9999, application: 'pg-reaper' }),
       session({ activeFor: 1000, application: 'reporting-x', xactFor: 1000, query: 'SELECT secret' }),
@@ -122,6 +126,7 @@ describe('a snapshot file', () => {
       { name: 'reports', maxQueryDuration: '10m', action: 'cancel', terminateAfter: '5m', match: { applications: ['reporting-*'] } },
       { name: 'old', maxConnectionAge: '12h', maxIdle: '1h' },
       { name: 'pressure', maxIdle: '5m', when: { connectionsAbove: 18 } },
+      { name: 'horizon', maxXminAge: '1M' },
     ],
   });
   const limits = { target: 't', applicationName: 'pg-reaper', maxActionsPerRun: 5 };
@@ -139,10 +144,12 @@ describe('a snapshot file', () => {
     expect(replayed.clients).toBe(original.clients);
     const want = decisions(original);
     // every rule is in play: a blocker, a kept pool, a held pressure match, a cap, an escalation, a denial
-    expect(want.map((d) => d.reason)).toEqual(expect.arrayContaining(['blocking', 'idle', 'idle_in_transaction', 'query_duration', 'connection_age']));
+    expect(want.map((d) => d.reason)).toEqual(expect.arrayContaining(['blocking', 'idle', 'idle_in_transaction', 'query_duration', 'xmin_age', 'connection_age']));
     expect(want.some((d) => d.held) && want.some((d) => d.capped) && want.some((d) => d.escalated)).toBe(true);
     expect(decisions(replayed)).toEqual(want);
     expect(replayed.sessions.map((s) => [s.canSignal, s.maintenance])).toEqual(original.sessions.map((s) => [s.canSignal, s.maintenance]));
+    const horizon = (s: Session) => [s.xidAge ?? null, s.xminAge ?? null, s.olderTransactionRuns ?? false];
+    expect(replayed.sessions.map(horizon)).toEqual(original.sessions.map(horizon));
     expect(replayed.sessions.find((s) => s.query !== undefined)?.query).toBe('SELECT secret');
   });
 
