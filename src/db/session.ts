@@ -80,8 +80,14 @@ export interface Snapshot {
   waiting: number;
   /** Per state (null: not visible to our role): how many, and the oldest in it (ms since state_change). */
   states: { state: string | null; count: number; oldestMs: number }[];
+  /** The oldest xmin horizon each kind of holder keeps, in transactions (age()); 0 when none holds one. */
+  horizon: Record<HorizonHolder, number>;
   sessions: Session[];
 }
+
+/** What holds back the xmin horizon (vacuum): client sessions, prepared transactions, replication slots, standbys' feedback. */
+export const HORIZON_HOLDERS = ['session', 'prepared_transaction', 'replication_slot', 'standby'] as const;
+export type HorizonHolder = (typeof HORIZON_HOLDERS)[number];
 
 /** Metric label for a pg_stat_activity state: "idle in transaction (aborted)" → "idle_in_transaction_aborted". */
 export function stateLabel(state: string | null): string {
@@ -96,7 +102,7 @@ export function stateLabel(state: string | null): string {
 export const STATE_LABELS = ['active', 'idle', 'idle_in_transaction', 'idle_in_transaction_aborted', 'fastpath_function_call', 'disabled', 'starting', 'other', 'unknown'] as const;
 
 /** The server-side aggregates of a snapshot, computed from a complete list of sessions (tests, benchmarks). */
-export function aggregatesOf(sessions: readonly Session[], nowMs: number): Pick<Snapshot, 'complete' | 'clients' | 'waiting' | 'states'> {
+export function aggregatesOf(sessions: readonly Session[], nowMs: number): Pick<Snapshot, 'complete' | 'clients' | 'waiting' | 'states' | 'horizon'> {
   const by = new Map<string | null, { state: string | null; count: number; oldestMs: number }>();
   for (const s of sessions) {
     const state = s.backendStart === null ? null : s.state;
@@ -105,5 +111,7 @@ export function aggregatesOf(sessions: readonly Session[], nowMs: number): Pick<
     if (s.stateChangeMs !== null) e.oldestMs = Math.max(e.oldestMs, nowMs - s.stateChangeMs);
     by.set(state, e);
   }
-  return { complete: true, clients: sessions.length, waiting: sessions.filter((s) => s.blockedBy !== null).length, states: [...by.values()] };
+  const session = Math.max(0, ...sessions.map((s) => Math.max(s.xidAge ?? 0, s.xminAge ?? 0)));
+  const horizon = { session, prepared_transaction: 0, replication_slot: 0, standby: 0 };
+  return { complete: true, clients: sessions.length, waiting: sessions.filter((s) => s.blockedBy !== null).length, states: [...by.values()], horizon };
 }

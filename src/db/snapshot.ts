@@ -4,7 +4,8 @@ import type { Session, Snapshot } from './session.js';
 
 // One statement reads the server clock, the server version, our role and privileges, what the
 // metrics need about every client backend but our own (counts and the oldest age per state,
-// connections, lock waits: aggregated on the server), and a full row only for the sessions some
+// connections, lock waits, the oldest xmin horizon each kind of holder keeps: aggregated on the
+// server), and a full row only for the sessions some
 // policy could act on: those past the smallest threshold of each reason (its pre-filter clause
 // in the table of reasons), every idle session when keepIdle needs whole pools, the sessions
 // protected as backups or maintenance (so they are counted however young), and the sessions a
@@ -56,10 +57,20 @@ maintenance AS (
    WHERE $${P.maintenance}::bool AND c.backend_type IS NOT NULL AND (c.state = 'active' OR c.application_name = 'pg_repack')
 ),
 states AS (
-  SELECT json_agg(json_build_array(g.state, g.n, g.oldest_ms)) AS states, sum(g.n)::int AS clients
+  SELECT json_agg(json_build_array(g.state, g.n, g.oldest_ms)) AS states, sum(g.n)::int AS clients,
+         coalesce(max(g.horizon), 0) AS session_horizon
     FROM (SELECT CASE WHEN c.backend_type IS NULL THEN NULL ELSE c.state END AS state, count(*)::int AS n,
-                 coalesce(max(extract(epoch FROM me.now - c.state_change)::float8 * 1000), 0) AS oldest_ms
+                 coalesce(max(extract(epoch FROM me.now - c.state_change)::float8 * 1000), 0) AS oldest_ms,
+                 max(greatest(age(c.backend_xid), age(c.backend_xmin))) AS horizon
             FROM clients c, me GROUP BY 1) g
+),
+-- the xmin horizon's other holders, never signalled: prepared transactions, replication slots
+-- (xmin, catalog_xmin), and standbys' feedback (a walsender's backend_xmin, read per walsender
+-- pid so that pg_stat_activity is not listed again)
+horizon AS (
+  SELECT coalesce((SELECT max(age(p.transaction)) FROM pg_prepared_xacts p), 0) AS prepared_transaction,
+         coalesce((SELECT max(greatest(age(s.xmin), age(s.catalog_xmin))) FROM pg_replication_slots s), 0) AS replication_slot,
+         coalesce((SELECT max(age(a.backend_xmin)) FROM pg_stat_get_wal_senders() w, LATERAL pg_stat_get_activity(w.pid) a), 0) AS standby
 ),
 rows AS (
   SELECT c.* FROM clients c, me
@@ -76,6 +87,7 @@ SELECT extract(epoch FROM me.now)::float8 * 1000 AS now_ms, me.pid AS self_pid,
        me.superuser AS self_superuser, me.signal_backend AS self_signal_backend, me.read_all_stats AS self_read_all_stats,
        me.usr AS self_user, me.server_version, me.server_version_num, me.max_connections, me.superuser_reserved, me.reserved,
        st.states, coalesce(st.clients, 0) AS clients, (SELECT count(*)::int FROM waiters) AS waiting,
+       coalesce(st.session_horizon, 0) AS session_horizon, h.prepared_transaction, h.replication_slot, h.standby,
        a.pid, a.usename AS "user", a.datname AS database, a.application_name AS application,
        host(a.client_addr) AS client_addr, a.client_port = -1 AS local, a.state,
        extract(epoch FROM a.backend_start)::float8 * 1000 AS backend_start_ms,
@@ -107,7 +119,7 @@ SELECT extract(epoch FROM me.now)::float8 * 1000 AS now_ms, me.pid AS self_pid,
        EXISTS (SELECT 1 FROM pg_snapshot_xip(pg_current_snapshot()) x
                 WHERE x::xid IS DISTINCT FROM a.backend_xid AND age(x::xid) >= age(a.backend_xmin)) AS older_transaction_runs
        ${withQuery ? ', a.query' : ''}
-  FROM me CROSS JOIN states st
+  FROM me CROSS JOIN states st CROSS JOIN horizon h
   LEFT JOIN (rows a LEFT JOIN pg_roles r ON r.oid = a.usesysid LEFT JOIN waiters w ON w.pid = a.pid
              LEFT JOIN maintenance m ON m.pid = a.pid) ON true`;
 
@@ -142,6 +154,10 @@ interface Row {
   superuser_reserved: number;
   reserved: number;
   states: [string | null, number, number][] | null;
+  session_horizon: number;
+  prepared_transaction: number;
+  replication_slot: number;
+  standby: number;
   clients: number;
   waiting: number;
   pid: number | null;
@@ -248,6 +264,7 @@ export async function readSnapshot(db: Db, opts: { withQuery: boolean; filter?: 
     clients: first.clients,
     waiting: first.waiting,
     states: (first.states ?? []).map(([state, count, oldestMs]) => ({ state, count, oldestMs })),
+    horizon: { session: first.session_horizon, prepared_transaction: first.prepared_transaction, replication_slot: first.replication_slot, standby: first.standby },
     sessions,
   };
 }

@@ -1,6 +1,6 @@
 import type { AuditMetrics, AuditResult } from '../audit/writer.js';
 import { collectProcessMetrics, Counter, Gauge, Histogram, Registry } from './prom.js';
-import { STATE_LABELS } from '../db/session.js';
+import { HORIZON_HOLDERS, STATE_LABELS } from '../db/session.js';
 import type { Budget } from '../config/schema.js';
 import type { CompiledPolicy } from '../policy/compile.js';
 import { PROTECTION_KINDS } from '../plan/protect.js';
@@ -38,6 +38,7 @@ export interface Metrics {
   scheduleInterval: Gauge<'target'>;
   sessions: Gauge<'target' | 'state'>;
   maxStateAge: Gauge<'target' | 'state'>;
+  xminAge: Gauge<'target' | 'holder'>;
   matched: Gauge<'target' | 'policy' | 'reason'>;
   actions: Counter<'target' | 'policy' | 'reason' | 'action' | 'outcome'>;
   configReload: Gauge;
@@ -125,6 +126,12 @@ export function createMetrics(version: string, opts: { defaultMetrics?: boolean 
       },
     }),
     sessions: new Gauge({ name: 'pg_reaper_sessions', help: 'Client sessions seen by the last run, by state (unknown: not visible to our role). Only on the replica that leads the target.', labelNames: ['target', 'state'], ...lastRun }),
+    xminAge: new Gauge({
+      name: 'pg_reaper_xmin_age',
+      help: 'Age in transactions of the oldest xmin horizon each kind of holder keeps at the last run (session, prepared_transaction, replication_slot, standby): vacuum cannot remove rows younger than it. 0 when none holds one. Only on the replica that leads the target.',
+      labelNames: ['target', 'holder'],
+      ...lastRun,
+    }),
     maxStateAge: new Gauge({ name: 'pg_reaper_max_state_age_seconds', help: 'Longest time any client session has been in its current state, by state, at the last run. Only on the replica that leads the target.', labelNames: ['target', 'state'], ...lastRun }),
     matched: new Gauge({ name: 'pg_reaper_matched_sessions', help: 'Sessions that broke a policy at the last run, by the policy and reason that acted. Only on the replica that leads the target.', labelNames: ['target', 'policy', 'reason'], ...lastRun }),
     configReload: new Gauge({ name: 'pg_reaper_config_last_reload_successful', help: '1 when the last config (re)load was applied, 0 when it was rejected and the previous config kept running.', registers }),
@@ -208,6 +215,7 @@ export function dropRunSeries(m: Metrics, target: string): void {
     m.sessions.remove({ target, state });
     m.maxStateAge.remove({ target, state });
   }
+  for (const holder of HORIZON_HOLDERS) m.xminAge.remove({ target, holder });
   for (const key of t.matched) {
     const [policy, reason] = key.split('\u0000') as [string, string];
     m.matched.remove({ target, policy, reason });

@@ -1,4 +1,4 @@
-import { stateLabel, STATE_LABELS, type Snapshot } from '../db/session.js';
+import { HORIZON_HOLDERS, stateLabel, STATE_LABELS, type Snapshot } from '../db/session.js';
 import { countAction, dropRunSeries, targetSeries, type Metrics } from '../metrics/metrics.js';
 import { PROTECTION_KINDS } from '../plan/protect.js';
 import type { RunReport } from './run-target.js';
@@ -50,6 +50,7 @@ export function recordRun(m: Metrics, report: RunReport): void {
   }
   for (const [state, n] of counts) m.sessions.set({ target, state }, n);
   for (const [state, age] of ages) m.maxStateAge.set({ target, state }, age);
+  for (const holder of HORIZON_HOLDERS) m.xminAge.set({ target, holder }, snap.horizon[holder]);
   m.blockedSessions.set({ target }, snap.waiting);
   m.connections.set({ target }, snap.clients + 1);
   m.maxConnections.set({ target }, snap.clientSlots);

@@ -9,7 +9,9 @@ import { openTarget } from '../../src/db/target.js';
 import { startEmbeddedPostgres, type EmbeddedServer } from '../../dev/embedded/embedded-postgres.js';
 import { plan, type Decision } from '../../src/plan/planner.js';
 import { compilePolicies } from '../../src/policy/compile.js';
+import { createMetrics, initTargetSeries } from '../../src/metrics/metrics.js';
 import { execute } from '../../src/run/executor.js';
+import { recordRun } from '../../src/run/run-metrics.js';
 import { ensureReaperRole, ensureRole, reap, resultOf, Sessions, unique, urlFor, type TestSession } from '../helpers/pg.js';
 
 // maxXminAge on a real server of its own (prepared transactions need max_prepared_transactions
@@ -134,6 +136,42 @@ describe('maxXminAge', () => {
 
     expect(report.results.map((r) => [r.decision.session.pid, r.decision.reason, r.outcome])).toEqual([[holder.pid, 'xmin_age', 'terminated']]);
     expect(await s.alive(victims.map((v) => v.pid))).toEqual(new Set(victims.map((v) => v.pid)));
+  });
+});
+
+describe('pg_reaper_xmin_age: every holder of the horizon, reported', () => {
+  it('a prepared transaction and a logical replication slot appear by holder, with the oldest session; they are never touched', async () => {
+    const tag = unique('t-xmin-holders');
+    const slot = `slot_${tag.replace(/-/g, '_')}`;
+    // a logical slot waits for running transactions when it is created: before the prepared one
+    await s.admin.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [slot]);
+    try {
+      const prep = await writer(tag, 'prepared');
+      await prep.client.query(`PREPARE TRANSACTION '${tag}'`);
+      await consume(300);
+      const holder = await writer(tag, 'holder');
+      await consume(200);
+      // every client session in scope, a threshold far past all of them
+      const report = await reap(validateConfig({ targets: [{ name: 'main', connectionString: urlFor({ user: reaper, server: server.url }) }], policies: [{ name: 'all', maxXminAge: '1M' }] }));
+      expect(report.ok).toBe(true);
+      expect(report.results).toEqual([]);
+      const metrics = createMetrics('test', { defaultMetrics: false });
+      initTargetSeries(metrics, 'main', []);
+      recordRun(metrics, report);
+      const ages = Object.fromEntries((await metrics.xminAge.get()).values.map((v) => [v.labels.holder, v.value]));
+      expect(ages.prepared_transaction).toBeGreaterThanOrEqual(500);
+      expect(ages.replication_slot).toBeGreaterThanOrEqual(500);
+      expect(ages.session).toBeGreaterThanOrEqual(200);
+      expect(ages.session).toBeLessThan(ages.prepared_transaction!);
+      expect(ages.standby).toBe(0);
+      // what the reaper cannot signal stays as it was
+      expect((await s.admin.query('SELECT 1 FROM pg_prepared_xacts WHERE gid = $1', [tag])).rowCount).toBe(1);
+      expect((await s.admin.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [slot])).rowCount).toBe(1);
+      expect(await s.isAlive(holder.pid)).toBe(true);
+    } finally {
+      for (const { gid } of (await s.admin.query<{ gid: string }>('SELECT gid FROM pg_prepared_xacts')).rows) await s.admin.query(`ROLLBACK PREPARED '${gid}'`);
+      await s.admin.query('SELECT pg_drop_replication_slot($1)', [slot]);
+    }
   });
 });
 
