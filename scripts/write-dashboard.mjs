@@ -22,6 +22,7 @@ const panels = [
   ['timeseries', 'Sessions waiting on a lock', [[`sum by (target) (pg_reaper_blocked_sessions${sel()})`, '{{target}}']], 'short', 8],
   ['timeseries', 'Connection use (client connections / client slots)', [[`max by (target) (pg_reaper_connections${sel()}) / max by (target) (pg_reaper_max_connections${sel()})`, '{{target}}']], 'percentunit', 12],
   ['timeseries', 'Runs by result', [[`sum by (result) (increase(pg_reaper_runs_total${sel()}[$__rate_interval]))`, '{{result}}']], 'short', 12],
+  ['timeseries', 'Oldest xmin horizon by holder (transactions: vacuum cannot remove rows younger than it)', [[`max by (target, holder) (pg_reaper_xmin_age${sel()})`, '{{target}} {{holder}}']], 'short', 24],
   ['row', 'Health'],
   ['timeseries', 'Run duration p50 / p95', [
     [`histogram_quantile(0.5, sum by (le, target) (rate(pg_reaper_run_duration_seconds_bucket${sel()}[$__rate_interval])))`, 'p50 {{target}}'],
