@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { OptionSpec } from '../reasons/reason.js';
 import { REASON_TABLE } from '../reasons/table.js';
 import { CANCEL_WITH, configSchema } from './schema.js';
 
@@ -44,6 +45,7 @@ const DEFAULTS: Record<string, unknown> = {
   watchConfig: true,
   'policies[].dryRun': false,
   'audit.queueSize': 10000,
+  ...Object.fromEntries(REASON_TABLE.flatMap((e) => Object.entries<OptionSpec>(e.options ?? {}).filter(([, o]) => o.kind === 'integer').map(([name, o]) => [`policies[].${name}`, (o as { default: number }).default]))),
 };
 
 export const DESCRIPTIONS: Record<string, string> = {
@@ -111,6 +113,7 @@ export const DESCRIPTIONS: Record<string, string> = {
   'policies[].name': 'Lowercase letters, digits, "_" or "-"; unique; the policy label.',
   'policies[].targets': 'Names of the targets it applies to (default: all).',
   ...Object.fromEntries(REASON_TABLE.map((e) => [`policies[].${e.key}`, e.description])),
+  ...Object.fromEntries(REASON_TABLE.flatMap((e) => Object.entries<OptionSpec>(e.options ?? {}).map(([name, o]) => [`policies[].${name}`, o.description]))),
   'policies[].keepIdle': 'With maxIdle: keep the N most recently active idle sessions of each user, database and application.',
   'policies[].match': 'Sessions in scope: every non-empty list must match (default: everything).',
   'policies[].exempt': 'Sessions this policy spares: any list that matches.',

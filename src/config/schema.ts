@@ -1,7 +1,7 @@
 import { Cron } from 'croner';
 import { z } from 'zod';
-import { REASON_TABLE, THRESHOLD_KEYS, type ThresholdKey } from '../reasons/table.js';
-import type { ThresholdValue } from '../reasons/reason.js';
+import { REASON_TABLE, THRESHOLD_KEYS, type OptionKey, type ThresholdKey } from '../reasons/table.js';
+import type { OptionSpec, ThresholdValue } from '../reasons/reason.js';
 import { redact } from '../util/errors.js';
 import { fnv1a32 } from '../util/fnv1a.js';
 import { addressError } from './address.js';
@@ -144,6 +144,11 @@ const CANCELLABLE = REASON_TABLE.filter((e) => e.cancellable).map((e) => e.key);
 /** The thresholds `action: cancel` works with, in words. */
 export const CANCEL_WITH = CANCELLABLE.length === 1 ? `${CANCELLABLE[0]} alone` : `${CANCELLABLE.slice(0, -1).join(', ')} or ${CANCELLABLE.at(-1)}, and no other threshold`;
 
+// The keys that refine a reason (its entry's options), each only beside the reason's key.
+const optionValue = (o: OptionSpec) => (o.kind === 'integer' ? integer(o.min) : z.array(z.enum(o.values)).min(1));
+const OPTIONS = REASON_TABLE.flatMap((e) => Object.entries<OptionSpec>(e.options ?? {}).map(([name, spec]) => ({ name, spec, key: e.key })));
+const options = Object.fromEntries(OPTIONS.map((o) => [o.name, optionValue(o.spec).optional()])) as unknown as { [K in OptionKey]: z.ZodOptional<z.ZodType<unknown>> };
+
 // "80%" of the client slots, or an absolute number of client connections.
 const connectionsAbove = z.any().transform((value, ctx) => {
   if (typeof value === 'string' && /^\s*\d+(?:\.\d+)?\s*%\s*$/.test(value)) {
@@ -169,6 +174,7 @@ const policy = z.strictObject({
   name,
   targets: z.array(name).min(1).optional(),
   ...thresholds,
+  ...options,
   keepIdle: integer(1).optional(),
   match: selector.default(emptySelector),
   exempt: selector.default(emptySelector),
@@ -321,6 +327,11 @@ export function crossKeyIssues(raw: unknown): RuleIssue[] {
     }
     if (p.terminateAfter !== undefined && p.terminateAfter !== null && p.action !== 'cancel') {
       issues.push({ path: ['policies', i, 'terminateAfter'], message: 'terminateAfter only works with action "cancel": it terminates a query that outlived its cancel' });
+    }
+    for (const o of OPTIONS) {
+      if (p[o.name] !== undefined && p[o.name] !== null && (p[o.key] === undefined || p[o.key] === null)) {
+        issues.push({ path: ['policies', i, o.name], message: `${o.name} only works with ${o.key}: it refines which sessions ${o.key} acts on` });
+      }
     }
     if (p.action === 'cancel' && thresholds.some((k) => !CANCELLABLE.includes(k))) {
       issues.push({

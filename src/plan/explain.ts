@@ -47,13 +47,18 @@ function failingList(sel: Selector, s: Session): string | undefined {
 
 /** Each of the policy's thresholds against the session, from the table of reasons. */
 function underThresholds(p: CompiledPolicy, s: Session, nowMs: number, contexts: readonly unknown[]): string {
+  let refused = false;
   const parts = Array.from(p.reasons, (r) => {
     const e = ENTRIES[r]!;
     const unit = UNITS[e.unit];
     const age = e.age(s, nowMs, contexts[r]);
-    return Number.isNaN(age) ? `${e.key}: ${e.whyNot ? e.whyNot(s, contexts[r]) : `not ${e.condition}`}` : `${e.condition} ${unit.format(age / unit.base)} <= ${e.key} ${unit.format(p.limits[r]! / unit.base)}`;
+    if (Number.isNaN(age)) return `${e.key}: ${e.whyNot ? e.whyNot(s, contexts[r]) : `not ${e.condition}`}`;
+    const against = `${unit.format(age / unit.base)} ${age > p.limits[r]! ? '>' : '<='} ${e.key} ${unit.format(p.limits[r]! / unit.base)}`;
+    const refusal = age > p.limits[r]! ? e.refuses?.(s, contexts[r], p.options[r] ?? {}) : undefined;
+    if (refusal !== undefined) refused = true;
+    return `${e.condition} ${against}${refusal !== undefined ? `, but ${refusal}` : ''}`;
   });
-  return `under threshold (${parts.join(', ')})`;
+  return `${refused ? 'spared by its options' : 'under threshold'} (${parts.join(', ')})`;
 }
 
 /** Each session of the snapshot not acted on (but our own), with why, policy by policy. */
@@ -110,7 +115,7 @@ export function explain(snapshot: Snapshot, policies: readonly CompiledPolicy[],
         reasons.push(`${p.name}: kept by keepIdle ${p.keepIdle} (among the ${p.keepIdle} most recently active idle sessions of its user, database and application); later policies do not judge it`);
         break;
       }
-      const v = violation(s, p.thresholds, snapshot.nowMs, contexts);
+      const v = violation(s, p.thresholds, snapshot.nowMs, contexts, p.options);
       if (v && exemptListeners && s.listener && ENTRIES.some((e) => e.reason === v.reason && e.sparesListeners)) reasons.push(`${p.name}: over ${v.reason}, but a listener (its last statement was LISTEN) is spared by exemptListeners`);
       else if (v) reasons.push(`${p.name}: over ${v.reason} but spared by the policy's rules`);
       else reasons.push(`${p.name}: ${underThresholds(p, s, snapshot.nowMs, contexts)}`);

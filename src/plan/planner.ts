@@ -62,17 +62,22 @@ export function reasonContexts(snapshot: Snapshot, policies: readonly CompiledPo
   return ENTRIES.map((e, r) => (e.context && policies.some((p) => p.limits[r]! !== Infinity) ? e.context(snapshot) : undefined));
 }
 
+/** Options of a policy by position in the table, for a policy built from thresholds alone. */
+const NO_OPTIONS: readonly undefined[] = ENTRIES.map(() => undefined);
+
 /**
- * The first of the policy's reasons (positions `reasons`, thresholds `limits`) whose age is over
- * its threshold and that no rule spares, or -1. Runs for every session and policy in scope:
- * comparisons only.
+ * The first of the policy's reasons (positions `reasons`, thresholds `limits`, `options`) whose
+ * age is over its threshold and that no rule and no option spares, or -1. Runs for every session
+ * and policy in scope: comparisons only, until a session is past a threshold.
  */
-function firstReason(ages: Float64Array, reasons: Uint8Array, limits: Float64Array, spared: boolean, keptIdle: boolean): number {
+function firstReason(ages: Float64Array, reasons: Uint8Array, limits: Float64Array, options: readonly (Readonly<Record<string, unknown>> | undefined)[], s: Session, contexts: readonly unknown[], spared: boolean, keptIdle: boolean): number {
   for (let j = 0; j < reasons.length; j++) {
     const r = reasons[j]!;
     if (!(ages[r]! > limits[r]!)) continue;
     if (spared && SPARES_LISTENERS[r] === 1) continue;
     if (keptIdle && r === IDLE) continue;
+    const refuses = ENTRIES[r]!.refuses;
+    if (refuses !== undefined && refuses(s, contexts[r], options[r] ?? {}) !== undefined) continue;
     return r;
   }
   return -1;
@@ -111,12 +116,12 @@ function readAges(into: Float64Array, s: Session, nowMs: number, used: Uint8Arra
 }
 
 /** The first reason that holds with its evidence, or undefined (the why-not lines). */
-export function violation(s: Session, t: Thresholds, nowMs: number, contexts: readonly unknown[] = []): Evidence | undefined {
+export function violation(s: Session, t: Thresholds, nowMs: number, contexts: readonly unknown[] = [], options: readonly (Readonly<Record<string, unknown>> | undefined)[] = NO_OPTIONS): Evidence | undefined {
   const limits = limitsOf(t);
   const used = Uint8Array.from(ENTRIES.keys()).filter((r) => limits[r] !== Infinity && (ENTRIES[r]!.context === undefined || contexts[r] !== undefined));
   const ages = new Float64Array(R).fill(NaN);
   readAges(ages, s, nowMs, used, contexts);
-  const r = firstReason(ages, Uint8Array.from(ENTRIES.keys()), limits, false, false);
+  const r = firstReason(ages, Uint8Array.from(ENTRIES.keys()), limits, options, s, contexts, false, false);
   return r < 0 ? undefined : withEvidence({}, r, s, nowMs, ages, limits, contexts);
 }
 
@@ -143,7 +148,7 @@ export function plan(snapshot: Snapshot, policies: readonly CompiledPolicy[], li
       const policy = policies[i]!;
       if (scope !== undefined ? ((scope >>> i) & 1) === 0 : !policy.inScope(session)) continue;
       const keptHere = kept[i]?.has(session.pid) ?? false;
-      const r = firstReason(ages, policy.reasons, policy.limits, spared, keptHere);
+      const r = firstReason(ages, policy.reasons, policy.limits, policy.options, session, contexts, spared, keptHere);
       if (r < 0) {
         // a session this policy keeps (keepIdle) is decided by it, like one it holds (when):
         // later policies never see it, so a catch-all below cannot kill what a pool policy kept

@@ -85,6 +85,8 @@ export class CompiledPolicy {
   readonly limits: Float64Array;
   /** Positions in the table of the reasons this policy has, in the table's order. */
   readonly reasons: Uint8Array;
+  /** By position in the table: the values of the reason's options (defaults filled in), for reasons that have options. */
+  readonly options: readonly (Readonly<Record<string, unknown>> | undefined)[];
   /** Spare the N most recently active idle sessions of each (user, database, application). */
   readonly keepIdle: number | undefined;
   /** With action cancel: terminate a query still running this long after maxQueryDuration. */
@@ -108,6 +110,10 @@ export class CompiledPolicy {
     this.thresholds = Object.fromEntries(ENTRIES.map((e) => [e.key, p[e.key]])) as Thresholds;
     this.limits = limitsOf(this.thresholds);
     this.reasons = Uint8Array.from(ENTRIES.keys()).filter((r) => this.limits[r]! !== Infinity);
+    const raw = p as Record<string, unknown>;
+    this.options = ENTRIES.map((e) =>
+      e.options ? Object.fromEntries(Object.entries(e.options).map(([name, o]) => [name, raw[name] ?? (o.kind === 'integer' ? o.default : undefined)])) : undefined,
+    );
     this.match = new SessionSelector(p.match);
     this.exempt = new SessionSelector(p.exempt);
   }

@@ -14,7 +14,12 @@ import type { Unit } from './units.js';
  */
 export type ThresholdValue = { kind: 'duration'; example: string } | { kind: 'count'; example: string; max: number };
 
-export interface ReasonEntry<L extends string = string, K extends string = string, C = unknown> {
+/** A policy key that refines a reason; it works only beside the reason's key. */
+export type OptionSpec =
+  | { kind: 'integer'; min: number; default: number; description: string }
+  | { kind: 'names'; values: readonly [string, ...string[]]; description: string };
+
+export interface ReasonEntry<L extends string = string, K extends string = string, C = unknown, O extends string = string> {
   /** The reason: metric label, log field, the kill guard's branch. */
   readonly reason: L;
   /** Its threshold's key in a policy. */
@@ -30,6 +35,13 @@ export interface ReasonEntry<L extends string = string, K extends string = strin
   readonly sparesListeners: boolean;
   /** What the condition is called in the why-not lines: "idle 5s <= maxIdle 10m", "maxIdle: not idle". */
   readonly condition: string;
+  /** Policy keys that refine this reason, each only beside its key. */
+  readonly options?: Readonly<Record<O, OptionSpec>>;
+  /**
+   * Why the policy's options (`options`: its values, defaults filled in) leave alone a session
+   * that is past the threshold, or undefined when they do not. Runs only past the threshold.
+   */
+  refuses?(s: Session, ctx: C, options: Readonly<Record<O, unknown>>): string | undefined;
   /** The why-not line where the condition does not apply (age NaN), when "not <condition>" would not say enough. */
   whyNot?(s: Session, ctx: C): string;
   /** Facts about the whole snapshot the reason needs (lock chains), worked out once per plan, and only when a policy has the key. */
@@ -59,7 +71,7 @@ export interface ReasonEntry<L extends string = string, K extends string = strin
   prefilter(threshold: string): string;
 }
 
-/** An entry, with its label and key as literal types. */
-export function reasonEntry<const L extends string, const K extends string, C = undefined>(e: ReasonEntry<L, K, C>): ReasonEntry<L, K, C> {
+/** An entry, with its label, key and option keys as literal types. */
+export function reasonEntry<const L extends string, const K extends string, C = undefined, const O extends string = never>(e: ReasonEntry<L, K, C, O>): ReasonEntry<L, K, C, O> {
   return e;
 }
