@@ -28,6 +28,8 @@ export interface Session {
   blockedBy: number[] | null;
   /** When its lock wait began (epoch ms, server clock); null when not waiting. */
   waitStartMs: number | null;
+  /** The lock mode it waits for (pg_locks.mode of its lock not granted); null when not waiting. Sessions built by hand may leave it out. */
+  waitMode?: string | null;
   /** Its last statement was LISTEN: idle by design. */
   listener: boolean;
   /** Maintenance running now that leaves damage or lost work when killed (VACUUM, CREATE INDEX

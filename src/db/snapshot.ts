@@ -106,6 +106,7 @@ SELECT extract(epoch FROM me.now)::float8 * 1000 AS now_ms, me.pid AS self_pid,
        CASE WHEN w.pid IS NOT NULL THEN extract(epoch FROM coalesce(
          (SELECT min((to_jsonb(l) ->> 'waitstart')::timestamptz) FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted),
          a.state_change))::float8 * 1000 END AS wait_start_ms,
+       CASE WHEN w.pid IS NOT NULL THEN (SELECT min(l.mode) FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted) END AS wait_mode,
        -- a listener: idle, and its last statement was LISTEN (leading whitespace and comments
        -- allowed); the query text itself stays on the server
        coalesce(a.state = 'idle' AND a.query ~* '^(\\s|--[^\\n]*\\n|/\\*([^*]|\\*+[^*/])*\\*+/)*listen\\M', false) AS listener,
@@ -179,6 +180,7 @@ interface Row {
   can_signal: boolean;
   blocked_by: number[] | null;
   wait_start_ms: number | null;
+  wait_mode: string | null;
   listener: boolean;
   maintenance: string | null;
   query_id: string | null;
@@ -242,6 +244,7 @@ export async function readSnapshot(db: Db, opts: { withQuery: boolean; filter?: 
       canSignal: r.can_signal,
       blockedBy: r.blocked_by,
       waitStartMs: r.wait_start_ms,
+      waitMode: r.wait_mode,
       listener: r.listener,
       maintenance: r.maintenance,
       queryId: r.query_id,

@@ -2,6 +2,7 @@ import { blocking } from './blocking.js';
 import { connectionAge } from './connection-age.js';
 import { idleInTransaction } from './idle-in-transaction.js';
 import { idle } from './idle.js';
+import { lockWait } from './lock-wait.js';
 import { queryDuration } from './query-duration.js';
 import type { ReasonEntry } from './reason.js';
 import { transactionDuration } from './transaction-duration.js';
@@ -10,7 +11,7 @@ import { xminAge } from './xmin-age.js';
 // The table of reasons, in the order the planner tries them: a session that breaks several of a
 // policy's thresholds is acted on for the first. A new threshold reason is a file in this
 // folder and a line here (plus the snapshot column it needs, its tests and its docs).
-export const REASON_TABLE = [blocking, idle, idleInTransaction, queryDuration, transactionDuration, xminAge, connectionAge] as const;
+export const REASON_TABLE = [blocking, lockWait, idle, idleInTransaction, queryDuration, transactionDuration, xminAge, connectionAge] as const;
 
 type Entry = (typeof REASON_TABLE)[number];
 export type Reason = Entry['reason'];

@@ -123,7 +123,7 @@ policies:
 // Each malformed example, with the exact problem it must produce.
 const MALFORMED: [string, string, string][] = [
   ['unknown top-level key', MINIMAL + 'colour: red\n', 'c.yaml:7:1 colour: unknown key "colour"; accepted keys: schedule, timezone, scheduleJitter, maxConcurrentRuns, coordination, dryRun, logLevel, logFormat, applicationName, http, maxActionsPerRun, terminateTimeout, shutdownTimeout, logQueryText, exemptListeners, protect, budget, watchConfig, exempt, audit, targets, policies'],
-  ['unknown policy key', MINIMAL + '    maxIdel: 5m\n', 'c.yaml:7:5 policies[0].maxIdel: unknown key "maxIdel"; accepted keys: name, targets, maxBlocking, maxIdle, maxIdleInTransaction,'],
+  ['unknown policy key', MINIMAL + '    maxIdel: 5m\n', 'c.yaml:7:5 policies[0].maxIdel: unknown key "maxIdel"; accepted keys: name, targets, maxBlocking, maxLockWait, maxIdle, maxIdleInTransaction,'],
   ['unknown target key', MINIMAL.replace('    connectionString', '    sslmode: require\n    connectionString'), 'c.yaml:3:5 targets[0].sslmode: unknown key "sslmode"'],
   ['duration is a word', MINIMAL.replace('10m', 'ten'), 'c.yaml:6:14 policies[0].maxIdle: expected a duration like "10m" (ms, s, m, h, d, or a number of seconds) greater than 0, got "ten"'],
   ['duration is zero', MINIMAL.replace('10m', '0s'), 'c.yaml:6:14 policies[0].maxIdle: expected a duration like "10m" (ms, s, m, h, d, or a number of seconds) greater than 0, got "0s"'],
@@ -140,9 +140,9 @@ const MALFORMED: [string, string, string][] = [
   ['policy budget with an unknown key', MINIMAL + '    budget: { maxActions: 5, window: 1m, per: run }\n', 'c.yaml:7:42 policies[0].budget.per: unknown key "per"; accepted keys: maxActions, window'],
   ['protect with an unknown key', MINIMAL + 'protect: { backups: true, pg_cron: true }\n', 'c.yaml:7:27 protect.pg_cron: unknown key "pg_cron"; accepted keys: backups, maintenance'],
   ['protect.backups not a boolean', MINIMAL + 'protect: { backups: sometimes }\n', 'c.yaml:7:21 protect.backups: expected a boolean, got "sometimes"'],
-  ['no threshold', MINIMAL.replace('    maxIdle: 10m\n', ''), 'c.yaml:5:5 policies[0]: a policy needs at least one threshold: maxBlocking, maxIdle, maxIdleInTransaction, maxQueryDuration, maxTransactionDuration, maxXminAge, maxConnectionAge'],
-  ['cancel with maxIdle', MINIMAL + '    action: cancel\n', 'c.yaml:7:13 policies[0].action: action "cancel" only works with maxQueryDuration alone'],
-  ['cancel with two thresholds', MINIMAL + '    maxQueryDuration: 1m\n    action: cancel\n', 'policies[0].action: action "cancel" only works with maxQueryDuration alone'],
+  ['no threshold', MINIMAL.replace('    maxIdle: 10m\n', ''), 'c.yaml:5:5 policies[0]: a policy needs at least one threshold: maxBlocking, maxLockWait, maxIdle, maxIdleInTransaction, maxQueryDuration, maxTransactionDuration, maxXminAge, maxConnectionAge'],
+  ['cancel with maxIdle', MINIMAL + '    action: cancel\n', 'c.yaml:7:13 policies[0].action: action "cancel" only works with maxLockWait or maxQueryDuration, and no other threshold'],
+  ['cancel with two thresholds', MINIMAL + '    maxQueryDuration: 1m\n    action: cancel\n', 'policies[0].action: action "cancel" only works with maxLockWait or maxQueryDuration, and no other threshold'],
   ['unknown action', MINIMAL + '    action: kill\n', 'c.yaml:7:13 policies[0].action: expected one of "terminate", "cancel", got "kill"'],
   ['bad policy name', MINIMAL.replace('name: idle', 'name: Idle Sessions'), 'c.yaml:5:11 policies[0].name: expected lowercase letters, digits, "_" or "-", got "Idle Sessions"'],
   ['duplicate policy name', MINIMAL + '  - name: idle\n    maxIdle: 1h\n', 'c.yaml:7:11 policies[1].name: duplicate policy name "idle"; names must be unique'],
@@ -192,7 +192,7 @@ policies:
       'c.yaml:3:11 targets[0].name: expected lowercase letters, digits, "_" or "-", got "Primary"',
       'c.yaml:4:23 targets[0].connectionString: environment variable NOPE is not set (or empty); set it or write ${NOPE:-default}',
       'c.yaml:7:14 policies[0].maxIdle: expected a duration like "10m" (ms, s, m, h, d, or a number of seconds) greater than 0, got "ten"',
-      'c.yaml:8:13 policies[0].action: action "cancel" only works with maxQueryDuration alone (cancelling an idle session does nothing); use action "terminate" or a separate policy',
+      'c.yaml:8:13 policies[0].action: action "cancel" only works with maxLockWait or maxQueryDuration, and no other threshold (cancelling an idle session does nothing); use action "terminate" or a separate policy',
     ]);
   });
 

@@ -18,7 +18,7 @@ const compiled = () => compilePolicies(validateConfig({ targets: [{ name: 't', h
 
 describe('the table of reasons', () => {
   it('names each reason and each key once, in the documented order', () => {
-    expect(REASONS).toEqual(['blocking', 'idle', 'idle_in_transaction', 'query_duration', 'transaction_duration', 'xmin_age', 'connection_age']);
+    expect(REASONS).toEqual(['blocking', 'lock_wait', 'idle', 'idle_in_transaction', 'query_duration', 'transaction_duration', 'xmin_age', 'connection_age']);
     expect(new Set(REASONS).size).toBe(REASONS.length);
     expect(new Set(THRESHOLD_KEYS).size).toBe(THRESHOLD_KEYS.length);
   });

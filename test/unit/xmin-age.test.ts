@@ -89,7 +89,7 @@ describe('maxXminAge', () => {
     expect(problems('10m')).toEqual(['4:17 policies[0].maxXminAge: expected a count like "10M" (a whole number, or with k, M or G for thousands, millions, billions) from 1 to 2G, got "10m"']);
     expect(problems('0')).toHaveLength(1);
     expect(problems('3G')).toHaveLength(1);
-    expect(problems('10M', '    action: cancel\n')[0]).toMatch(/policies\[0\]\.action: action "cancel" only works with maxQueryDuration alone/);
+    expect(problems('10M', '    action: cancel\n')[0]).toMatch(/policies\[0\]\.action: action "cancel" only works with maxLockWait or maxQueryDuration, and no other threshold/);
   });
 
   it('a session the snapshot read without these facts (built by hand) is never acted on for xmin_age', () => {
