@@ -4,6 +4,7 @@ import { formatDuration, parseDuration } from '../config/duration.js';
 import { show } from '../config/schema.js';
 import type { Session } from '../db/session.js';
 import { MAINTENANCE } from '../plan/protect.js';
+import { LOCK_MODES } from '../reasons/lock-wait.js';
 
 // The one written form of a session, shared by snapshot files and policy tests: what the planner
 // reads of a session, with ages in seconds (or durations) before the snapshot's clock instead of
@@ -18,6 +19,7 @@ const PLAIN = {
   superuser: { schema: z.boolean(), absent: false, description: "The session's role is a superuser: a reaper that is not superuser may not signal it (denied). Default false." },
   listener: { schema: z.boolean(), absent: false, description: 'Its last statement was LISTEN: exemptListeners spares it from idle and connection_age. Default false.' },
   maintenance: { schema: z.enum(MAINTENANCE), absent: null, description: `The maintenance it is running, as the server recognises it (${MAINTENANCE.join(', ')}): protect.maintenance spares it. Default none.` },
+  waitMode: { schema: z.enum(LOCK_MODES), absent: null, description: `With waitingOn: the lock mode it waits for (${LOCK_MODES.join(', ')}), for maxLockWait's lockModes. Default none.` },
   xidAge: { schema: z.number().int().min(0), absent: null, description: 'age(backend_xid): how many transactions old its own transaction id is (maxXminAge). Default none: it has no transaction id.' },
   xminAge: { schema: z.number().int().min(0), absent: null, description: 'age(backend_xmin): how many transactions old its snapshot is (maxXminAge). Default none: it holds no snapshot.' },
   olderTransactionRuns: {
@@ -73,7 +75,7 @@ const clientAddr = z.string().superRefine((value, ctx) => {
 const plainShape = Object.fromEntries(PLAIN_KEYS.map((k) => [k, PLAIN[k].schema.optional()])) as { [K in PlainKey]: z.ZodOptional<(typeof PLAIN)[K]['schema']> };
 
 // What a session that the reaper cannot see has not: its state, ages and the rest are hidden.
-const HIDDEN = ['state', ...AGES, 'waitingOn', 'clientAddr', 'listener', 'maintenance', 'query'] as const;
+const HIDDEN = ['state', ...AGES, 'waitingOn', 'waitMode', 'clientAddr', 'listener', 'maintenance', 'query'] as const;
 
 export const sessionSchema = z
   .strictObject({

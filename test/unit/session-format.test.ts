@@ -93,7 +93,7 @@ describe('a snapshot file', () => {
   // local session, a superuser, one we may not signal, one we cannot see, our own, and queries
   const sessions = (): Session[] => {
     const blocker = session({ inTxFor: 50, xactFor: 61, application: 'holder' });
-    const waiter = session({ activeFor: 45.123456, xactFor: 45.123456, blockedBy: [blocker.pid], waitStartMs: NOW - 44_000.5 });
+    const waiter = session({ activeFor: 45.123456, xactFor: 45.123456, blockedBy: [blocker.pid], waitStartMs: NOW - 44_000.5, waitMode: 'AccessExclusiveLock' });
     const pool = [11, 12, 13, 14, 15].map((m) => session({ idleFor: m * 60, application: 'pool' }));
     return [
       blocker,
@@ -127,6 +127,7 @@ describe('a snapshot file', () => {
       { name: 'old', maxConnectionAge: '12h', maxIdle: '1h' },
       { name: 'pressure', maxIdle: '5m', when: { connectionsAbove: 18 } },
       { name: 'horizon', maxXminAge: '1M' },
+      { name: 'queues', maxLockWait: '20s', minWaiters: 1, lockModes: ['AccessExclusiveLock'], action: 'cancel' },
     ],
   });
   const limits = { target: 't', applicationName: 'pg-reaper', maxActionsPerRun: 5 };
@@ -144,11 +145,11 @@ describe('a snapshot file', () => {
     expect(replayed.clients).toBe(original.clients);
     const want = decisions(original);
     // every rule is in play: a blocker, a kept pool, a held pressure match, a cap, an escalation, a denial
-    expect(want.map((d) => d.reason)).toEqual(expect.arrayContaining(['blocking', 'idle', 'idle_in_transaction', 'query_duration', 'xmin_age', 'connection_age']));
+    expect(want.map((d) => d.reason)).toEqual(expect.arrayContaining(['blocking', 'idle', 'idle_in_transaction', 'query_duration', 'xmin_age', 'connection_age', 'lock_wait']));
     expect(want.some((d) => d.held) && want.some((d) => d.capped) && want.some((d) => d.escalated)).toBe(true);
     expect(decisions(replayed)).toEqual(want);
     expect(replayed.sessions.map((s) => [s.canSignal, s.maintenance])).toEqual(original.sessions.map((s) => [s.canSignal, s.maintenance]));
-    const horizon = (s: Session) => [s.xidAge ?? null, s.xminAge ?? null, s.olderTransactionRuns ?? false];
+    const horizon = (s: Session) => [s.xidAge ?? null, s.xminAge ?? null, s.olderTransactionRuns ?? false, s.waitMode ?? null];
     expect(replayed.sessions.map(horizon)).toEqual(original.sessions.map(horizon));
     expect(replayed.sessions.find((s) => s.query !== undefined)?.query).toBe('SELECT secret');
   });
