@@ -11,6 +11,7 @@ const sel = (extra = '') => `{target=~"$target"${extra}}`;
 const panels = [
   ['row', 'Actions'],
   ['timeseries', 'Actions by policy and outcome', [[`sum by (policy, outcome) (increase(pg_reaper_actions_total${sel(', policy=~"$policy"')}[$__rate_interval]))`, '{{policy}} {{outcome}}']], 'short', 12],
+  ['timeseries', 'Actions by reason and outcome', [[`sum by (reason, outcome) (increase(pg_reaper_actions_total${sel(', policy=~"$policy"')}[$__rate_interval]))`, '{{reason}} {{outcome}}']], 'short', 12],
   ['timeseries', 'Matched sessions by policy and reason (last run)', [[`sum by (policy, reason) (pg_reaper_matched_sessions${sel(', policy=~"$policy"')})`, '{{policy}} {{reason}}']], 'short', 12],
   ['row', 'Safety'],
   ['timeseries', 'Budget exhausted (1: actions held back as skipped_budget)', [[`max by (target, policy) (pg_reaper_budget_exhausted${sel()})`, '{{target}} {{policy}}']], 'short', 8],
