@@ -105,16 +105,22 @@ describe('counts', () => {
     ['10M', 10_000_000],
     ['1.5G', 1_500_000_000],
     [' 2.5k ', 2500],
+    ['1.50k', 1500],
+    ['0.001M', 1000],
   ])('%j → %d', (input, n) => {
     expect(parseCount(input)).toBe(n);
   });
 
-  it.each(['ten', '10m', '', 'k', '1 M', '-5', '1e6', 1.5, null, true, {}])('rejects %j', (input) => {
+  it.each(['ten', '10m', '', 'k', '1 M', '-5', '1e6', 1.5, '1.2345k', '0.0001k', '1.5', null, true, {}])('rejects %j', (input) => {
     expect(parseCount(input)).toBeUndefined();
   });
 
   it('formats for people', () => {
     expect([950, 9999, 150_000, 12_500_000, 2_000_000_000].map(formatCount)).toEqual(['950', '9999', '150k', '12.5M', '2G']);
+  });
+
+  it('never rounds a count across a threshold: the short form only where it is exact', () => {
+    expect([99_999, 100_000, 1_500_001, 1_500_000, 10_050].map(formatCount)).toEqual(['99999', '100k', '1500001', '1.5M', '10050']);
   });
 });
 
