@@ -51,7 +51,7 @@ export const SESSION_DESCRIPTIONS: Record<string, string> = {
   queryAge: 'Time since the current or last query started (now - query_start); absent: NULL.',
   xactAge: 'Time since the transaction started (now - xact_start); absent: NULL (no transaction).',
   backendAge: 'Time since the connection started (now - backend_start); default the largest of the other ages.',
-  waitingOn: 'Waiting on a lock: the pids that block it (pg_blocking_pids; may be empty when none is a client session).',
+  waitingOn: 'Waiting on a lock: the pids that block it (pg_blocking_pids; may be empty when none is a client session; 0 is a prepared transaction, as pg_blocking_pids reports one).',
   waitAge: 'With waitingOn: how long it has waited; default stateAge.',
   canSignal: 'The reaper\'s role may signal it; default true unless the session is superuser and the reaper is not (reaperSuperuser).',
 };
@@ -67,6 +67,8 @@ const age = z.any().transform((value, ctx) => {
 });
 
 export const pid = z.number().int().min(1).max(2147483647);
+/** A lock's holder as pg_blocking_pids names it: a pid, or 0 for a prepared transaction. */
+const blocker = z.number().int().min(0).max(2147483647);
 
 const clientAddr = z.string().superRefine((value, ctx) => {
   if (value !== 'local' && isIP(value) === 0) ctx.addIssue({ code: 'custom', message: `expected an IP address, or "local" for a Unix-socket session, got ${show(value)}` });
@@ -88,7 +90,7 @@ export const sessionSchema = z
     queryAge: age.optional(),
     xactAge: age.optional(),
     backendAge: age.optional(),
-    waitingOn: z.array(pid).optional(),
+    waitingOn: z.array(blocker).optional(),
     waitAge: age.optional(),
     canSignal: z.boolean().optional(),
   })

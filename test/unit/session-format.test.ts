@@ -95,9 +95,13 @@ describe('a snapshot file', () => {
     const blocker = session({ inTxFor: 50, xactFor: 61, application: 'holder' });
     const waiter = session({ activeFor: 45.123456, xactFor: 45.123456, blockedBy: [blocker.pid], waitStartMs: NOW - 44_000.5, waitMode: 'AccessExclusiveLock' });
     const pool = [11, 12, 13, 14, 15].map((m) => session({ idleFor: m * 60, application: 'pool' }));
+    // a migration stuck behind a prepared transaction: pg_blocking_pids names it 0
+    const migration = session({ activeFor: 40, xactFor: 40, blockedBy: [0], waitStartMs: NOW - 39_000, waitMode: 'AccessExclusiveLock', application: 'migrate' });
     return [
       blocker,
       waiter,
+      migration,
+      session({ activeFor: 30, blockedBy: [migration.pid], waitStartMs: NOW - 30_000, waitMode: 'AccessShareLock' }),
       session({ activeFor: 30, blockedBy: [waiter.pid], waitStartMs: NOW - 29_000 }),
       session({ activeFor: 10, blockedBy: [], waitStartMs: NOW - 5_000 }),
       ...pool,
@@ -125,7 +129,7 @@ describe('a snapshot file', () => {
       { name: 'tx', maxIdleInTransaction: '10m' },
       { name: 'reports', maxQueryDuration: '10m', action: 'cancel', terminateAfter: '5m', match: { applications: ['reporting-*'] } },
       { name: 'old', maxConnectionAge: '12h', maxIdle: '1h' },
-      { name: 'pressure', maxIdle: '5m', when: { connectionsAbove: 18 } },
+      { name: 'pressure', maxIdle: '5m', when: { connectionsAbove: 20 } },
       { name: 'horizon', maxXminAge: '1M' },
       { name: 'queues', maxLockWait: '20s', minWaiters: 1, lockModes: ['AccessExclusiveLock'], action: 'cancel' },
     ],
@@ -147,10 +151,13 @@ describe('a snapshot file', () => {
     // every rule is in play: a blocker, a kept pool, a held pressure match, a cap, an escalation, a denial
     expect(want.map((d) => d.reason)).toEqual(expect.arrayContaining(['blocking', 'idle', 'idle_in_transaction', 'query_duration', 'xmin_age', 'connection_age', 'lock_wait']));
     expect(want.some((d) => d.held) && want.some((d) => d.capped) && want.some((d) => d.escalated)).toBe(true);
+    // the migration behind a prepared transaction (blocked by "0") is cancelled, offline as live
+    expect(want.find((d) => d.pid === original.sessions[2]!.pid)).toMatchObject({ reason: 'lock_wait', action: 'cancel' });
     expect(decisions(replayed)).toEqual(want);
     expect(replayed.sessions.map((s) => [s.canSignal, s.maintenance])).toEqual(original.sessions.map((s) => [s.canSignal, s.maintenance]));
-    const horizon = (s: Session) => [s.xidAge ?? null, s.xminAge ?? null, s.olderTransactionRuns ?? false, s.waitMode ?? null];
-    expect(replayed.sessions.map(horizon)).toEqual(original.sessions.map(horizon));
+    const horizon = (s: Session) => [s.pid, s.xidAge ?? null, s.xminAge ?? null, s.olderTransactionRuns ?? false, s.waitMode ?? null, s.blockedBy];
+    const byPid = (a: Session, b: Session) => a.pid - b.pid;
+    expect([...replayed.sessions].sort(byPid).map(horizon)).toEqual([...original.sessions].sort(byPid).map(horizon));
     expect(replayed.sessions.find((s) => s.query !== undefined)?.query).toBe('SELECT secret');
   });
 
