@@ -327,6 +327,8 @@ export function crossKeyIssues(raw: unknown): RuleIssue[] {
     }
     if (p.terminateAfter !== undefined && p.terminateAfter !== null && p.action !== 'cancel') {
       issues.push({ path: ['policies', i, 'terminateAfter'], message: 'terminateAfter only works with action "cancel": it terminates a query that outlived its cancel' });
+    } else if (p.terminateAfter !== undefined && p.terminateAfter !== null && (p.maxQueryDuration === undefined || p.maxQueryDuration === null)) {
+      issues.push({ path: ['policies', i, 'terminateAfter'], message: 'terminateAfter only works with maxQueryDuration: it terminates a query still running terminateAfter past maxQueryDuration, after its cancel; add maxQueryDuration or remove terminateAfter' });
     }
     for (const o of OPTIONS) {
       if (p[o.name] !== undefined && p[o.name] !== null && (p[o.key] === undefined || p[o.key] === null)) {
