@@ -1,4 +1,3 @@
-import { performance } from 'node:perf_hooks';
 import { auditWhere } from '../audit/where.js';
 import { formatProblem, loadConfigFile } from '../config/load.js';
 import { formatDuration } from '../config/duration.js';

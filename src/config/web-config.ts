@@ -12,7 +12,9 @@ import { readError } from './files.js';
 // errors; keys of the format that pg-reaper does not implement are errors that say so, never
 // silently ignored. Secret values (inline keys, password hashes) are never echoed.
 
-const { createSecureContext } = createRequire(import.meta.url)('node:tls') as typeof Tls;
+// node:tls (with crypto, net and streams behind it) is loaded only when a web config names TLS
+// files: `check` and `once` without one never pay for it at start-up
+const createSecureContext = (options: Tls.SecureContextOptions) => (createRequire(import.meta.url)('node:tls') as typeof Tls).createSecureContext(options);
 
 export const CLIENT_AUTH_TYPES = ['NoClientCert', 'RequestClientCert', 'RequireAnyClientCert', 'VerifyClientCertIfGiven', 'RequireAndVerifyClientCert'] as const;
 export type ClientAuthType = (typeof CLIENT_AUTH_TYPES)[number];
