@@ -5,7 +5,7 @@
 // required by path, part by part). Only src/ is reachable from here: the development tooling in
 // dev/ (embedded server, demo) is compiled by tsc into dist/dev/ and never bundled or shipped.
 import { build } from 'esbuild';
-import { rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
 // zod's classic API re-exports every locale (z.locales.*), and esbuild keeps that namespace whole:
@@ -16,6 +16,23 @@ const onlyEnglish = {
   setup(b) {
     b.onResolve({ filter: /locales\/index\.js$/ }, (args) => (/zod[\\/]v4[\\/]/.test(args.importer) ? { path: join(dirname(args.importer), '../locales/index.js'), namespace: 'zod-en' } : undefined));
     b.onLoad({ filter: /.*/, namespace: 'zod-en' }, (args) => ({ contents: `export { default as en } from ${JSON.stringify(join(dirname(args.path), 'en.js'))};`, loader: 'js', resolveDir: dirname(args.path) }));
+  },
+};
+
+// pg asks at load whether it runs on Cloudflare Workers: where there is no `navigator` (Node 20)
+// it constructs a `Response`, and that one global loads Node's fetch (undici) with http, http2,
+// zlib and web streams: 130 built-in modules instead of 60, a third of `once`'s start-up on Node 20.
+// pg-reaper runs on Node only; the answer is no. The build fails if pg's code no longer matches,
+// so that a pg update is looked at rather than silently missed.
+const notCloudflare = {
+  name: 'pg-not-cloudflare',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]node_modules[\\/]pg[\\/]lib[\\/]stream\.js$/ }, async (args) => {
+      const text = await readFile(args.path, 'utf8');
+      const marker = 'function isCloudflareRuntime() {';
+      if (!text.includes(marker)) throw new Error(`${args.path}: no "${marker}" to answer; look at how this pg version detects Cloudflare and update scripts/bundle.mjs`);
+      return { contents: text.replace(marker, `${marker}\n  return false; // pg-reaper: never on Cloudflare Workers (scripts/bundle.mjs)`), loader: 'js' };
+    });
   },
 };
 
@@ -34,7 +51,7 @@ await build({
   // the CommonJS inside (pg, pino, yaml's dependencies) calls require(): give each file one
   banner: { js: "import { createRequire as __pgReaperRequire } from 'node:module'; const require = __pgReaperRequire(import.meta.url);" },
   external: ['pg-native', 'prom-client', 'prom-client/*'],
-  plugins: [onlyEnglish],
+  plugins: [onlyEnglish, notCloudflare],
   legalComments: 'none',
   logLevel: 'warning',
 });
