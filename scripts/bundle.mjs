@@ -5,7 +5,8 @@
 // required by path, part by part). Only src/ is reachable from here: the development tooling in
 // dev/ (embedded server, demo) is compiled by tsc into dist/dev/ and never bundled or shipped.
 import { build } from 'esbuild';
-import { readFile, rm } from 'node:fs/promises';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
 // zod's classic API re-exports every locale (z.locales.*), and esbuild keeps that namespace whole:
@@ -52,6 +53,23 @@ await build({
   banner: { js: "import { createRequire as __pgReaperRequire } from 'node:module'; const require = __pgReaperRequire(import.meta.url);" },
   external: ['pg-native', 'prom-client', 'prom-client/*'],
   plugins: [onlyEnglish, notCloudflare],
+  // src/version.ts: the version of the package.json the bundle is built from
+  define: { PG_REAPER_BUNDLED_VERSION: JSON.stringify(JSON.parse(readFileSync('package.json', 'utf8')).version) },
   legalComments: 'none',
   logLevel: 'warning',
 });
+
+// One character above U+00FF anywhere in a file (an em dash or an arrow in a comment of pg, zod or
+// ours) makes V8 hold that whole file's source as a two-byte string: the 700 kB chunk with yaml and
+// zod took 1.4 MB of heap for as long as the process runs, and the scanner reads it on its slower
+// two-byte path at every start. esbuild already writes strings, templates, regular expressions
+// and identifiers in ASCII (charset: ascii, its default), so what is left is in comments: written
+// as \uXXXX there, every file is one-byte. The build fails if a file still is not ASCII.
+for (const name of await readdir(outdir)) {
+  if (!name.endsWith('.js')) continue;
+  const file = join(outdir, name);
+  const text = await readFile(file, 'utf8');
+  const ascii = text.replace(/[^\x00-\x7f]/gu, (c) => [...c].map((u) => `\\u${u.codePointAt(0).toString(16).padStart(4, '0')}`).join(''));
+  if (/[^\x00-\x7f]/.test(ascii)) throw new Error(`${file}: not ASCII after escaping`);
+  if (ascii !== text) await writeFile(file, ascii);
+}

@@ -17,4 +17,7 @@ function readVersion(): string {
   return '0.0.0-unknown';
 }
 
-export const VERSION = readVersion();
+// The bundle has it written in at build time (scripts/bundle.mjs): no file walk, and no failed
+// reads of package.json files that are not there, at every start.
+declare const PG_REAPER_BUNDLED_VERSION: string | undefined;
+export const VERSION = typeof PG_REAPER_BUNDLED_VERSION === 'string' ? PG_REAPER_BUNDLED_VERSION : readVersion();

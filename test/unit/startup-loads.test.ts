@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,6 +17,11 @@ beforeAll(() => {
   if (!existsSync(CLI)) throw new Error('dist/pg-reaper/cli.js is missing: run "npm run build" (npm test does it first)');
   dir = mkdtempSync(join(tmpdir(), 'pg-reaper-loads-'));
   writeFileSync(join(dir, 'preload.cjs'), `const fs = require('fs');\nprocess.on('exit', () => fs.writeFileSync(${JSON.stringify(join(dir, 'loaded.json'))}, JSON.stringify(process.moduleLoadList)));\n`);
+  // the files read with readFileSync, noted the same way
+  writeFileSync(
+    join(dir, 'reads.cjs'),
+    `const fs = require('fs');\nconst read = fs.readFileSync;\nconst files = [];\nfs.readFileSync = function (f, ...rest) { files.push(String(f)); return read.call(this, f, ...rest); };\nrequire('module').syncBuiltinESMExports();\nprocess.on('exit', () => fs.writeFileSync(${JSON.stringify(join(dir, 'reads.json'))}, JSON.stringify(files)));\n`,
+  );
   // a target that is never reached: check does not connect
   writeFileSync(join(dir, 'config.yaml'), 'targets: [{ name: main, host: 127.0.0.1, port: 1, user: u, database: d }]\npolicies: [{ name: idle, maxIdle: 1h }]\n');
 });
@@ -57,5 +62,25 @@ describe('what each verb loads at start-up', () => {
       const loaded = builtinsLoaded(args);
       expect([...PG, ...LOGGER, ...SERVER, 'perf_hooks'].filter((m) => loaded.includes(m))).toEqual([]);
     }
+  });
+});
+
+describe('the version', () => {
+  it('is written into the bundle: --version reads no package.json', () => {
+    const r = spawnSync(process.execPath, ['--require', join(dir, 'reads.cjs'), CLI, '--version'], { cwd: dir, encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' } });
+    const pkg = JSON.parse(readFileSync(join(import.meta.dirname, '../../package.json'), 'utf8')) as { version: string };
+    expect(r.stdout).toBe(`pg-reaper ${pkg.version}\n`);
+    const reads = JSON.parse(readFileSync(join(dir, 'reads.json'), 'utf8')) as string[];
+    expect(reads.filter((f) => f.endsWith('package.json'))).toEqual([]);
+  });
+});
+
+describe('the bundle in memory', () => {
+  it('is ASCII, so V8 keeps each file as a one-byte string (a single em dash in a comment doubles a file on the heap)', () => {
+    const bundle = join(import.meta.dirname, '../../dist/pg-reaper');
+    const wide = readdirSync(bundle)
+      .filter((f) => f.endsWith('.js'))
+      .filter((f) => /[^\x00-\x7f]/.test(readFileSync(join(bundle, f), 'utf8')));
+    expect(wide).toEqual([]);
   });
 });
