@@ -69,7 +69,8 @@ for (const name of await readdir(outdir)) {
   if (!name.endsWith('.js')) continue;
   const file = join(outdir, name);
   const text = await readFile(file, 'utf8');
-  const ascii = text.replace(/[^\x00-\x7f]/gu, (c) => [...c].map((u) => `\\u${u.codePointAt(0).toString(16).padStart(4, '0')}`).join(''));
+  // per UTF-16 unit: a character beyond the BMP becomes its two surrogates, as in a JS string
+  const ascii = text.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
   if (/[^\x00-\x7f]/.test(ascii)) throw new Error(`${file}: not ASCII after escaping`);
   if (ascii !== text) await writeFile(file, ascii);
 }
