@@ -109,6 +109,7 @@ export const DESCRIPTIONS: Record<string, string> = {
   'targets[].timezone': 'This target\'s own time zone.',
   'targets[].connectTimeout': 'A server that does not answer costs one failed run of that target, never the others.',
   'targets[].queryTimeout': 'Each of our statements is cancelled by the server past this; the client gives up 2 s later.',
+  'targets[].preparedStatements': 'Prepare the snapshot statement once per connection (the server then plans it once, not at every run). Turn off behind a pooler that does not keep them per client, such as PgBouncer in transaction or statement mode without max_prepared_statements (before 1.21, or set to 0).',
   policies: 'The rules, in file order: the first policy that has a session in scope and whose threshold it exceeds acts on it.',
   'policies[].name': 'Lowercase letters, digits, "_" or "-"; unique; the policy label.',
   'policies[].targets': 'Names of the targets it applies to (default: all).',

@@ -90,6 +90,7 @@ const target = z
     timezone: timeZone.optional(),
     connectTimeout: duration('5s').default(5000),
     queryTimeout: duration('30s').default(30_000),
+    preparedStatements: boolean.default(true),
   })
   .superRefine((t, ctx) => {
     if (t.connectionString === undefined && t.host === undefined) {

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import type { Db } from '../db/db.js';
+import type { Db, QueryOptions } from '../db/db.js';
 import { sqlState } from '../util/errors.js';
 
 // Leadership of one target among replicas, on a session-level advisory lock of the target's own
@@ -89,10 +89,10 @@ export class AdvisoryLease {
    */
   track(db: Db, connection: object): Db {
     return {
-      query: async <R extends object>(sql: string, params?: readonly unknown[]) => {
+      query: async <R extends object>(sql: string, params?: readonly unknown[], opts?: QueryOptions) => {
         const sent = this.clock();
         try {
-          const rows = await db.query<R>(sql, params);
+          const rows = await db.query<R>(sql, params, opts);
           if (this.holders.has(connection)) this.confirm(sent);
           return rows;
         } catch (err) {

@@ -17,10 +17,41 @@ import type { Session, Snapshot } from './session.js';
 // (autovacuum, checkpointer) or no database (the logical replication launcher, which has the
 // bootstrap superuser as its role, and physical walsenders). Ages are taken against clock_timestamp() of this same statement, never the
 // daemon's clock. LEFT JOIN from the one-row `me` keeps the clock when no row qualifies.
-// The statement's parameters: $1 every session as a row; then the smallest threshold of each
-// reason, in the table's order; then the rest.
-const P = { all: 1, thresholds: 2, allIdle: ENTRIES.length + 2, maintenance: ENTRIES.length + 3, backupNames: ENTRIES.length + 4, backupPrefixes: ENTRIES.length + 5, watch: ENTRIES.length + 6 };
-const sql = (withQuery: boolean, queryId: QueryIdForm) => `
+// Parts of the statement that cost the server work at every run are left out of it when the
+// target's policies do not read them (SnapshotParts; the complete snapshot has them all), and
+// each reason's pre-filter clause is there only when a policy has the reason: each set of parts
+// is a statement text of its own, prepared once per connection where the target allows.
+// The statement's parameters, filtered: the rest below, then the smallest threshold of each
+// reason some policy has, in the table's order. The complete snapshot has none.
+const P = { allIdle: 1, backupNames: 2, backupPrefixes: 3, watch: 4, thresholds: 5 };
+
+/** The optional parts of the statement, each read only by what needs it. */
+export interface SnapshotParts {
+  /** Who blocks each lock waiter (pg_blocking_pids), since when and for which mode (pg_locks): maxBlocking, maxLockWait. */
+  lockGraph: boolean;
+  /** Whether an idle session's last statement was LISTEN (exemptListeners). */
+  listeners: boolean;
+  /** Maintenance statements and pg_repack's sessions (protect.maintenance). */
+  maintenance: boolean;
+  /** Whether a transaction as old as a session's snapshot still runs (maxXminAge). */
+  olderTransaction: boolean;
+}
+export const ALL_PARTS: SnapshotParts = { lockGraph: true, listeners: true, maintenance: true, olderTransaction: true };
+
+interface Variant {
+  withQuery: boolean;
+  queryId: QueryIdForm;
+  parts: SnapshotParts;
+  /** Positions in the table of the reasons whose pre-filter clause is in; null: every session as a row. */
+  reasons: readonly number[] | null;
+}
+
+const sql = ({ withQuery, queryId, parts: asked, reasons }: Variant) => {
+  // a reason's pre-filter may read a part (the blocking one reads `waiters`)
+  const parts = { ...asked };
+  for (const r of reasons ?? []) for (const part of ENTRIES[r]!.snapshotParts ?? []) parts[part] = true;
+  const query = withQuery || parts.listeners || parts.maintenance;
+  return `
 WITH me AS (
   SELECT clock_timestamp() AS now, pg_backend_pid() AS pid, r.rolsuper AS superuser, current_user AS usr,
          current_setting('server_version') AS server_version, current_setting('server_version_num')::int AS server_version_num,
@@ -31,16 +62,25 @@ WITH me AS (
          pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS read_all_stats
     FROM pg_roles r WHERE r.rolname = current_user
 ),
+-- the columns of pg_stat_activity that need no join (datname and usename: for the rows only)
 clients AS (
-  SELECT a.* FROM pg_stat_activity a, me
+  SELECT a.datid, a.pid, a.usesysid, a.application_name, a.client_addr, a.client_port, a.backend_start, a.xact_start,
+         a.query_start, a.state_change, a.wait_event_type, a.state, a.backend_xid, a.backend_xmin, a.backend_type${query ? ', a.query' : ''}${queryId === 'column' ? ', a.query_id' : ''}
+    FROM pg_stat_activity a, me
    WHERE (a.backend_type = 'client backend' OR (a.backend_type IS NULL AND a.usesysid IS NOT NULL AND a.datid IS NOT NULL)) AND a.pid <> me.pid
-),
+),${
+    parts.lockGraph
+      ? `
 waiters AS (
   SELECT c.pid, pg_blocking_pids(c.pid) AS blocked_by FROM clients c WHERE c.wait_event_type = 'Lock'
-),
+),`
+      : ''
+  }${
+    parts.maintenance
+      ? `
 -- maintenance that leaves damage or lost work when killed: the statement running now, after
 -- leading whitespace and comments (the query text stays on the server), and pg_repack's
--- sessions by their name; only with protect.maintenance
+-- sessions by their name
 maintenance AS (
   SELECT c.pid, CASE
            WHEN c.application_name = 'pg_repack' THEN 'pg_repack'
@@ -54,13 +94,17 @@ maintenance AS (
          END AS kind
     FROM clients c,
          LATERAL (SELECT regexp_replace(c.query, '^(\\s|--[^\\n]*(\\n|$)|/\\*([^*]|\\*+[^*/])*\\*+/)*', '') AS s) q
-   WHERE $${P.maintenance}::bool AND c.backend_type IS NOT NULL AND (c.state = 'active' OR c.application_name = 'pg_repack')
-),
+   WHERE c.backend_type IS NOT NULL AND (c.state = 'active' OR c.application_name = 'pg_repack')
+),`
+      : ''
+  }
+-- lock waiters are counted here whether or not the lock graph is read
 states AS (
   SELECT json_agg(json_build_array(g.state, g.n, g.oldest_ms)) AS states, sum(g.n)::int AS clients,
-         coalesce(max(g.horizon), 0) AS session_horizon
+         coalesce(sum(g.waiting), 0)::int AS waiting, coalesce(max(g.horizon), 0) AS session_horizon
     FROM (SELECT CASE WHEN c.backend_type IS NULL THEN NULL ELSE c.state END AS state, count(*)::int AS n,
                  coalesce(max(extract(epoch FROM me.now - c.state_change)::float8 * 1000), 0) AS oldest_ms,
+                 count(*) FILTER (WHERE c.wait_event_type = 'Lock') AS waiting,
                  max(greatest(age(c.backend_xid), age(c.backend_xmin))) AS horizon
             FROM clients c, me GROUP BY 1) g
 ),
@@ -72,23 +116,27 @@ horizon AS (
          coalesce((SELECT max(greatest(age(s.xmin), age(s.catalog_xmin))) FROM pg_replication_slots s), 0) AS replication_slot,
          coalesce((SELECT max(age(a.backend_xmin)) FROM pg_stat_get_wal_senders() w, LATERAL pg_stat_get_activity(w.pid) a), 0) AS standby
 ),
-rows AS (
-  SELECT c.* FROM clients c, me
-   WHERE $${P.all}::bool OR (c.backend_type IS NOT NULL AND (
+-- materialized: the joins below run for these rows only, not for every client
+rows AS MATERIALIZED (
+  SELECT c.* FROM clients c${
+    reasons === null
+      ? ''
+      : `
+   WHERE c.backend_type IS NOT NULL AND (
          ($${P.allIdle}::bool AND c.state = 'idle')
-${ENTRIES.map((e, r) => `      OR ${e.prefilter(`$${P.thresholds + r}`)}`).join('\n')}
-      -- protected sessions always come as rows, so that they are counted however old they are
-      OR c.pid IN (SELECT m.pid FROM maintenance m WHERE m.kind IS NOT NULL)
+${reasons.map((r, i) => `      OR ${ENTRIES[r]!.prefilter(`$${P.thresholds + i}`)}`).join('\n')}
+      -- protected sessions always come as rows, so that they are counted however old they are${parts.maintenance ? '\n      OR c.pid IN (SELECT m.pid FROM maintenance m WHERE m.kind IS NOT NULL)' : ''}
       OR c.application_name = ANY($${P.backupNames}::text[])
       OR EXISTS (SELECT 1 FROM unnest($${P.backupPrefixes}::text[]) p WHERE starts_with(c.application_name, p))
-      OR c.pid = ANY($${P.watch}::int[])))
+      OR c.pid = ANY($${P.watch}::int[]))`
+  }
 )
 SELECT extract(epoch FROM me.now)::float8 * 1000 AS now_ms, me.pid AS self_pid,
        me.superuser AS self_superuser, me.signal_backend AS self_signal_backend, me.read_all_stats AS self_read_all_stats,
        me.usr AS self_user, me.server_version, me.server_version_num, me.max_connections, me.superuser_reserved, me.reserved,
-       st.states, coalesce(st.clients, 0) AS clients, (SELECT count(*)::int FROM waiters) AS waiting,
+       st.states, coalesce(st.clients, 0) AS clients, coalesce(st.waiting, 0) AS waiting,
        coalesce(st.session_horizon, 0) AS session_horizon, h.prepared_transaction, h.replication_slot, h.standby,
-       a.pid, a.usename AS "user", a.datname AS database, a.application_name AS application,
+       a.pid, r.rolname AS "user", (SELECT d.datname FROM pg_database d WHERE d.oid = a.datid) AS database, a.application_name AS application,
        host(a.client_addr) AS client_addr, a.client_port = -1 AS local, a.state,
        extract(epoch FROM a.backend_start)::float8 * 1000 AS backend_start_ms,
        extract(epoch FROM a.xact_start)::float8 * 1000 AS xact_start_ms,
@@ -98,7 +146,9 @@ SELECT extract(epoch FROM me.now)::float8 * 1000 AS now_ms, me.pid AS self_pid,
        a.query_start::text AS query_start, a.xact_start::text AS xact_start,
        coalesce(r.rolsuper, true) AS superuser,
        me.superuser OR (NOT coalesce(r.rolsuper, true)
-         AND (me.signal_backend OR coalesce(pg_has_role(current_user, a.usesysid, 'USAGE'), false))) AS can_signal,
+         AND (me.signal_backend OR coalesce(pg_has_role(current_user, a.usesysid, 'USAGE'), false))) AS can_signal,${
+           parts.lockGraph
+             ? `
        -- lock waits: who blocks a waiter (pg_blocking_pids, called for waiters only: it takes the
        -- lock manager's shared state), and since when (pg_locks.waitstart from 14, read through
        -- to_jsonb so one statement serves 13 too; else the waiter's state_change)
@@ -106,37 +156,59 @@ SELECT extract(epoch FROM me.now)::float8 * 1000 AS now_ms, me.pid AS self_pid,
        CASE WHEN w.pid IS NOT NULL THEN extract(epoch FROM coalesce(
          (SELECT min((to_jsonb(l) ->> 'waitstart')::timestamptz) FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted),
          a.state_change))::float8 * 1000 END AS wait_start_ms,
-       CASE WHEN w.pid IS NOT NULL THEN (SELECT min(l.mode) FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted) END AS wait_mode,
+       CASE WHEN w.pid IS NOT NULL THEN (SELECT min(l.mode) FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted) END AS wait_mode,`
+             : `
+       NULL::int[] AS blocked_by, NULL::float8 AS wait_start_ms, NULL::text AS wait_mode,`
+         }${
+           parts.listeners
+             ? `
        -- a listener: idle, and its last statement was LISTEN (leading whitespace and comments
        -- allowed); the query text itself stays on the server
-       coalesce(a.state = 'idle' AND a.query ~* '^(\\s|--[^\\n]*\\n|/\\*([^*]|\\*+[^*/])*\\*+/)*listen\\M', false) AS listener,
-       m.kind AS maintenance,
+       coalesce(a.state = 'idle' AND a.query ~* '^(\\s|--[^\\n]*\\n|/\\*([^*]|\\*+[^*/])*\\*+/)*listen\\M', false) AS listener,`
+             : `
+       false AS listener,`
+         }
+       ${parts.maintenance ? 'm.kind' : 'NULL::text'} AS maintenance,
        ${QUERY_ID[queryId]} AS query_id,
        -- the xmin horizon: its transaction id and snapshot as the server wrote them, their ages in
        -- transactions, and whether another running transaction (from this statement's own
        -- snapshot: every session's xid and the prepared transactions) is as old as its snapshot
        a.backend_xid::text AS backend_xid, a.backend_xmin::text AS backend_xmin,
        age(a.backend_xid) AS xid_age, age(a.backend_xmin) AS xmin_age,
-       EXISTS (SELECT 1 FROM pg_snapshot_xip(pg_current_snapshot()) x
-                WHERE x::xid IS DISTINCT FROM a.backend_xid AND age(x::xid) >= age(a.backend_xmin)) AS older_transaction_runs
+       ${
+         parts.olderTransaction
+           ? `EXISTS (SELECT 1 FROM pg_snapshot_xip(pg_current_snapshot()) x
+                WHERE x::xid IS DISTINCT FROM a.backend_xid AND age(x::xid) >= age(a.backend_xmin))`
+           : 'false'
+       } AS older_transaction_runs
        ${withQuery ? ', a.query' : ''}
   FROM me CROSS JOIN states st CROSS JOIN horizon h
-  LEFT JOIN (rows a LEFT JOIN pg_roles r ON r.oid = a.usesysid LEFT JOIN waiters w ON w.pid = a.pid
-             LEFT JOIN maintenance m ON m.pid = a.pid) ON true`;
+  LEFT JOIN (rows a LEFT JOIN pg_roles r ON r.oid = a.usesysid${parts.lockGraph ? ' LEFT JOIN waiters w ON w.pid = a.pid' : ''}${
+    parts.maintenance ? '\n             LEFT JOIN maintenance m ON m.pid = a.pid' : ''
+  }) ON true`;
+};
 
 /**
  * pg_stat_activity.query_id exists from 14 (NULL unless compute_query_id is on). When the server's
  * version is known (from the previous snapshot) the column is read directly, or not at all on 13;
- * when it is not, through to_jsonb(a), which serves every version but costs about 0.1 ms a row.
+ * when it is not, through to_jsonb of the session's row (pg_stat_get_activity(pid), for the rows
+ * only), which serves every version.
  */
 export type QueryIdForm = 'column' | 'json' | 'none';
-const QUERY_ID: Record<QueryIdForm, string> = { column: 'a.query_id::text', json: "to_jsonb(a) ->> 'query_id'", none: 'NULL::text' };
-const STATEMENTS = new Map<string, string>();
-const statement = (withQuery: boolean, queryId: QueryIdForm): string => {
-  const key = `${withQuery}/${queryId}`;
-  let text = STATEMENTS.get(key);
-  if (text === undefined) STATEMENTS.set(key, (text = sql(withQuery, queryId)));
-  return text;
+const QUERY_ID: Record<QueryIdForm, string> = { column: 'a.query_id::text', json: "(SELECT to_jsonb(x) ->> 'query_id' FROM pg_stat_get_activity(a.pid) x WHERE x.pid = a.pid)", none: 'NULL::text' };
+
+/** A statement's text and the name it is prepared under (one name per text, in this process). */
+interface Statement {
+  text: string;
+  name: string;
+}
+const STATEMENTS = new Map<string, Statement>();
+const statement = (v: Variant): Statement => {
+  const p = v.parts;
+  const key = `${v.withQuery}/${v.queryId}/${+p.lockGraph}${+p.listeners}${+p.maintenance}${+p.olderTransaction}/${v.reasons?.join(',') ?? 'all'}`;
+  let s = STATEMENTS.get(key);
+  if (s === undefined) STATEMENTS.set(key, (s = { text: sql(v), name: `pg_reaper_snapshot_${STATEMENTS.size + 1}` }));
+  return s;
 };
 
 /** How to read query_id from a server of this version (undefined: not known yet). */
@@ -204,21 +276,31 @@ export interface SnapshotFilter {
    *  tools that protect.backups spares), always come as rows, so that they are counted. */
   backupNames: readonly string[];
   backupPrefixes: readonly string[];
+  /** The optional parts of the statement these policies and settings read. */
+  parts: SnapshotParts;
 }
 
 /**
- * `maintenance` (default true): recognise maintenance statements (protect.maintenance). `watch`:
- * pids sent as rows whatever the filter, to learn whether those sessions still live (the sessions
- * already reported as denied, which are not reported again while they do).
+ * `maintenance` (default true): recognise maintenance statements (protect.maintenance), in the
+ * complete snapshot (no filter: the filter says which parts it needs). `watch`: pids sent as rows
+ * whatever the filter, to learn whether those sessions still live (the sessions already reported
+ * as denied, which are not reported again while they do).
  */
 export async function readSnapshot(db: Db, opts: { withQuery: boolean; filter?: SnapshotFilter | undefined; maintenance?: boolean; watch?: readonly number[] | undefined; serverVersionNum?: number | undefined }): Promise<Snapshot> {
   const f = opts.filter;
-  const watch = opts.watch ?? [];
-  // in the order of P
-  const params = f
-    ? [false, ...f.thresholds, f.allIdle, opts.maintenance ?? true, f.backupNames, f.backupPrefixes, watch]
-    : [true, ...ENTRIES.map(() => null), false, opts.maintenance ?? true, [], [], watch];
-  const rows = await db.query<Row>(statement(opts.withQuery, queryIdForm(opts.serverVersionNum)), params);
+  const queryId = queryIdForm(opts.serverVersionNum);
+  let st: Statement;
+  let params: unknown[];
+  if (f) {
+    const reasons = [...ENTRIES.keys()].filter((r) => f.thresholds[r] !== null);
+    st = statement({ withQuery: opts.withQuery, queryId, parts: f.parts, reasons });
+    // in the order of P
+    params = [f.allIdle, f.backupNames, f.backupPrefixes, opts.watch ?? [], ...reasons.map((r) => f.thresholds[r])];
+  } else {
+    st = statement({ withQuery: opts.withQuery, queryId, parts: { ...ALL_PARTS, maintenance: opts.maintenance ?? true }, reasons: null });
+    params = [];
+  }
+  const rows = await db.query<Row>(st.text, params, { prepare: st.name });
   const first = rows[0];
   if (!first) throw new Error('snapshot query returned no row: is the connected role visible in pg_roles?');
   const sessions: Session[] = [];

@@ -4,7 +4,7 @@ import pg from 'pg';
 import { parseConnInfo, type SslMode } from '../config/conninfo.js';
 import type { TargetConfig } from '../config/schema.js';
 import { describeError, registerSecret, sqlState } from '../util/errors.js';
-import type { Db } from './db.js';
+import type { Db, QueryOptions } from './db.js';
 
 // One connection pool per target. Every connection carries our application_name (so no replica
 // of ours reaps it), TCP keepalives, and client- and server-side timeouts, so that a server that
@@ -152,9 +152,11 @@ export function openTarget(t: TargetConfig, opts: TargetOptions): TargetDb {
   // anything else, such as a client-side timeout or a dropped socket, leaves it in an unknown
   // state: it is discarded at release.
   const on = (client: pg.PoolClient, state: { broken?: Error }): Db => ({
-    async query<R extends object>(sql: string, params?: readonly unknown[]) {
+    async query<R extends object>(sql: string, params?: readonly unknown[], opts?: QueryOptions) {
+      const values = params as unknown[] | undefined;
       try {
-        return (await client.query<R>(sql, params as unknown[] | undefined)).rows;
+        // pg parses a named statement once per connection (a new connection prepares it afresh)
+        return (await (opts?.prepare !== undefined && t.preparedStatements ? client.query<R>({ text: sql, values, name: opts.prepare }) : client.query<R>(sql, values))).rows;
       } catch (err) {
         if (sqlState(err) === undefined) state.broken = err as Error;
         throw err;
@@ -184,7 +186,7 @@ export function openTarget(t: TargetConfig, opts: TargetOptions): TargetDb {
 
   return {
     name: t.name,
-    query: (sql, params) => withConnection((db) => db.query(sql, params)),
+    query: (sql, params, opts) => withConnection((db) => db.query(sql, params, opts)),
     withConnection,
     close: () => pool.end(),
   };

@@ -2,5 +2,9 @@
 // is NULL, so that no threshold comparison holds.
 export const since = (nowMs: number, at: number | null): number => (at === null ? NaN : nowMs - at);
 
-/** The pre-filter's test of a timestamp column against a threshold in ms (NULL: never holds). */
-export const olderThan = (column: string, thresholdMs: string): string => `${column} <= me.now - ${thresholdMs}::float8 * interval '1 millisecond'`;
+/**
+ * The pre-filter's test of a timestamp column against a threshold in ms (NULL: never holds). The
+ * cut-off is a subquery on `me` that does not depend on the row: the server works it out once
+ * per statement, not once per session.
+ */
+export const olderThan = (column: string, thresholdMs: string): string => `${column} <= (SELECT m.now - ${thresholdMs}::float8 * interval '1 millisecond' FROM me m)`;

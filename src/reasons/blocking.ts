@@ -24,4 +24,5 @@ export const blocking = reasonEntry({
   guard: { fact: (s) => s.xactStart, sql: 'a.xact_start IS NOT DISTINCT FROM v.fact::timestamptz' },
   // every lock waiter and the sessions blocking them: the chains are worked out from them
   prefilter: (t) => `(${t}::float8 IS NOT NULL AND (c.wait_event_type = 'Lock' OR c.pid IN (SELECT unnest(w.blocked_by) FROM waiters w)))`,
+  snapshotParts: ['lockGraph'],
 });

@@ -65,4 +65,5 @@ export const lockWait = reasonEntry({
   guard: { fact: (s) => s.queryStart, sql: "a.state = 'active' AND a.wait_event_type = 'Lock' AND a.query_start = v.fact::timestamptz" },
   // every lock waiter: the queues behind each are counted from them
   prefilter: (t) => `(${t}::float8 IS NOT NULL AND c.wait_event_type = 'Lock')`,
+  snapshotParts: ['lockGraph'],
 });

@@ -63,12 +63,19 @@ export interface ReasonEntry<L extends string = string, K extends string = strin
    */
   readonly guard: { fact(s: Session): string | null; sql: string };
   /**
-   * The snapshot's pre-filter: SQL over a client row `c` (with `me.now` and the lock `waiters w`)
+   * The snapshot's pre-filter: SQL over a client row `c` (with the one-row CTE `me` in a subquery and the lock `waiters w`)
    * that holds for every session that could be past `threshold`, a parameter holding the
    * smallest threshold of this reason across the target's policies (compiled unit), NULL when
    * none has it: the clause must not hold then.
    */
   prefilter(threshold: string): string;
+  /**
+   * The parts of the snapshot statement the reason reads beyond a session's own row (each costs
+   * the server work at every run, so a target whose policies lack the reason goes without):
+   * lockGraph, who blocks each lock waiter (blockedBy), since when (waitStartMs) and for which
+   * mode (waitMode), and `waiters w` in the pre-filter; olderTransaction, olderTransactionRuns.
+   */
+  readonly snapshotParts?: readonly ('lockGraph' | 'olderTransaction')[];
 }
 
 /** An entry, with its label, key and option keys as literal types. */

@@ -39,4 +39,5 @@ export const xminAge = reasonEntry({
     sql: "v.fact IN ('xid ' || a.backend_xid, 'xmin ' || a.backend_xmin)",
   },
   prefilter: (t) => `greatest(age(c.backend_xid), age(c.backend_xmin)) > ${t}::float8`,
+  snapshotParts: ['olderTransaction'],
 });

@@ -137,7 +137,7 @@ export async function runTarget(settings: RunSettings, deps: RunDeps): Promise<R
       // those a policy could act on, and counts the rest
       snapshot = await readSnapshot(db, {
         withQuery: settings.logQueryText,
-        filter: settings.explain ? undefined : snapshotFilter(settings.policies, settings.protect),
+        filter: settings.explain ? undefined : snapshotFilter(settings.policies, settings.protect, settings.exemptListeners),
         maintenance: settings.protect.maintenance,
         watch: settings.watch,
         serverVersionNum: serverVersions.get(deps.db),
