@@ -71,4 +71,18 @@ describe('the snapshot filter', () => {
     expect(plain).toMatchObject({ allIdle: false, backupNames: expect.arrayContaining(['pg_dump']), backupPrefixes: expect.arrayContaining(['pgBackRest [']) });
     expect(byReason(plain)).toMatchObject({ blocking: null, idle: 600_000 });
   });
+
+  it('asks for the parts of the statement the policies and settings read, and no others', () => {
+    const parts = (policies: Record<string, unknown>[], protect = PROTECT_ALL, exemptListeners?: boolean) => snapshotFilter(compilePolicies(testConfig({ policies }), 'main'), protect, exemptListeners).parts;
+    // lock graph with maxBlocking or maxLockWait; listeners with a reason exemptListeners spares
+    // (idle, connection_age); maintenance with protect.maintenance; older transactions with maxXminAge
+    expect(parts([{ name: 'a', maxIdle: '1h' }])).toEqual({ lockGraph: false, listeners: true, maintenance: true, olderTransaction: false });
+    expect(parts([{ name: 'a', maxIdle: '1h' }], PROTECT_ALL, false)).toMatchObject({ listeners: false });
+    expect(parts([{ name: 'a', maxConnectionAge: '1h' }])).toMatchObject({ listeners: true });
+    expect(parts([{ name: 'a', maxQueryDuration: '1h', action: 'cancel' }, { name: 'b', maxIdleInTransaction: '1m' }])).toEqual({ lockGraph: false, listeners: false, maintenance: true, olderTransaction: false });
+    expect(parts([{ name: 'a', maxBlocking: '1m' }])).toMatchObject({ lockGraph: true, listeners: false });
+    expect(parts([{ name: 'a', maxLockWait: '1m', action: 'cancel' }])).toMatchObject({ lockGraph: true });
+    expect(parts([{ name: 'a', maxXminAge: '10M' }])).toMatchObject({ lockGraph: false, olderTransaction: true });
+    expect(parts([{ name: 'a', maxIdle: '1h' }], { backups: true, maintenance: false })).toMatchObject({ maintenance: false });
+  });
 });
