@@ -46,6 +46,23 @@ interface Variant {
   reasons: readonly number[] | null;
 }
 
+// Maintenance that leaves damage or lost work when killed: the statement running now, after
+// leading whitespace and comments (the query text stays on the server), and pg_repack's sessions
+// by their name. Worked out in the row filter (for active sessions and pg_repack's only) and for
+// the rows sent, never over every session.
+const maintenanceKind = (c: string) => `CASE
+           WHEN ${c}.application_name = 'pg_repack' THEN 'pg_repack'
+           WHEN ${c}.state <> 'active' THEN NULL
+           ELSE (SELECT CASE
+             WHEN q.s ~* '^vacuum\\M' THEN 'VACUUM'
+             WHEN q.s ~* '^analy[sz]e\\M' THEN 'ANALYZE'
+             WHEN q.s ~* '^create\\s+(unique\\s+)?index\\s+concurrently\\M' THEN 'CREATE INDEX CONCURRENTLY'
+             WHEN q.s ~* '^reindex\\s*(\\([^)]*\\mconcurrently\\M[^)]*\\)|(\\([^)]*\\)\\s*)?(index|table|schema|database|system)\\s+concurrently\\M)' THEN 'REINDEX CONCURRENTLY'
+             WHEN q.s ~* '^cluster\\M' THEN 'CLUSTER'
+             WHEN q.s ~* '^refresh\\s+materialized\\s+view\\s+concurrently\\M' THEN 'REFRESH MATERIALIZED VIEW CONCURRENTLY'
+           END FROM (SELECT regexp_replace(${c}.query, '^(\\s|--[^\\n]*(\\n|$)|/\\*([^*]|\\*+[^*/])*\\*+/)*', '') AS s) q)
+         END`;
+
 const sql = ({ withQuery, queryId, parts: asked, reasons }: Variant) => {
   // a reason's pre-filter may read a part (the blocking one reads `waiters`)
   const parts = { ...asked };
@@ -73,28 +90,6 @@ clients AS (
       ? `
 waiters AS (
   SELECT c.pid, pg_blocking_pids(c.pid) AS blocked_by FROM clients c WHERE c.wait_event_type = 'Lock'
-),`
-      : ''
-  }${
-    parts.maintenance
-      ? `
--- maintenance that leaves damage or lost work when killed: the statement running now, after
--- leading whitespace and comments (the query text stays on the server), and pg_repack's
--- sessions by their name
-maintenance AS (
-  SELECT c.pid, CASE
-           WHEN c.application_name = 'pg_repack' THEN 'pg_repack'
-           WHEN c.state <> 'active' THEN NULL
-           WHEN q.s ~* '^vacuum\\M' THEN 'VACUUM'
-           WHEN q.s ~* '^analy[sz]e\\M' THEN 'ANALYZE'
-           WHEN q.s ~* '^create\\s+(unique\\s+)?index\\s+concurrently\\M' THEN 'CREATE INDEX CONCURRENTLY'
-           WHEN q.s ~* '^reindex\\s*(\\([^)]*\\mconcurrently\\M[^)]*\\)|(\\([^)]*\\)\\s*)?(index|table|schema|database|system)\\s+concurrently\\M)' THEN 'REINDEX CONCURRENTLY'
-           WHEN q.s ~* '^cluster\\M' THEN 'CLUSTER'
-           WHEN q.s ~* '^refresh\\s+materialized\\s+view\\s+concurrently\\M' THEN 'REFRESH MATERIALIZED VIEW CONCURRENTLY'
-         END AS kind
-    FROM clients c,
-         LATERAL (SELECT regexp_replace(c.query, '^(\\s|--[^\\n]*(\\n|$)|/\\*([^*]|\\*+[^*/])*\\*+/)*', '') AS s) q
-   WHERE c.backend_type IS NOT NULL AND (c.state = 'active' OR c.application_name = 'pg_repack')
 ),`
       : ''
   }
@@ -125,7 +120,7 @@ rows AS MATERIALIZED (
    WHERE c.backend_type IS NOT NULL AND (
          ($${P.allIdle}::bool AND c.state = 'idle')
 ${reasons.map((r, i) => `      OR ${ENTRIES[r]!.prefilter(`$${P.thresholds + i}`)}`).join('\n')}
-      -- protected sessions always come as rows, so that they are counted however old they are${parts.maintenance ? '\n      OR c.pid IN (SELECT m.pid FROM maintenance m WHERE m.kind IS NOT NULL)' : ''}
+      -- protected sessions always come as rows, so that they are counted however old they are${parts.maintenance ? `\n      OR ((c.state = 'active' OR c.application_name = 'pg_repack') AND ${maintenanceKind('c')} IS NOT NULL)` : ''}
       OR c.application_name = ANY($${P.backupNames}::text[])
       OR EXISTS (SELECT 1 FROM unnest($${P.backupPrefixes}::text[]) p WHERE starts_with(c.application_name, p))
       OR c.pid = ANY($${P.watch}::int[]))`
@@ -168,7 +163,7 @@ SELECT extract(epoch FROM me.now)::float8 * 1000 AS now_ms, me.pid AS self_pid,
              : `
        false AS listener,`
          }
-       ${parts.maintenance ? 'm.kind' : 'NULL::text'} AS maintenance,
+       ${parts.maintenance ? `CASE WHEN a.backend_type IS NOT NULL THEN ${maintenanceKind('a')} END` : 'NULL::text'} AS maintenance,
        ${QUERY_ID[queryId]} AS query_id,
        -- the xmin horizon: its transaction id and snapshot as the server wrote them, their ages in
        -- transactions, and whether another running transaction (from this statement's own
@@ -183,9 +178,7 @@ SELECT extract(epoch FROM me.now)::float8 * 1000 AS now_ms, me.pid AS self_pid,
        } AS older_transaction_runs
        ${withQuery ? ', a.query' : ''}
   FROM me CROSS JOIN states st CROSS JOIN horizon h
-  LEFT JOIN (rows a LEFT JOIN pg_roles r ON r.oid = a.usesysid${parts.lockGraph ? ' LEFT JOIN waiters w ON w.pid = a.pid' : ''}${
-    parts.maintenance ? '\n             LEFT JOIN maintenance m ON m.pid = a.pid' : ''
-  }) ON true`;
+  LEFT JOIN (rows a LEFT JOIN pg_roles r ON r.oid = a.usesysid${parts.lockGraph ? ' LEFT JOIN waiters w ON w.pid = a.pid' : ''}) ON true`;
 };
 
 /**
