@@ -76,7 +76,9 @@ WITH me AS (
          current_setting('superuser_reserved_connections')::int AS superuser_reserved,
          coalesce(current_setting('reserved_connections', true)::int, 0) AS reserved,
          pg_has_role(current_user, 'pg_signal_backend', 'USAGE') AS signal_backend,
-         pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS read_all_stats
+         pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS read_all_stats,
+         -- how old the oldest running transaction is (a session's or a prepared one); 0: none runs
+         age(pg_snapshot_xmin(pg_current_snapshot())::xid) AS running_age
     FROM pg_roles r WHERE r.rolname = current_user
 ),
 -- the columns of pg_stat_activity that need no join (datname and usename: for the rows only)
@@ -93,14 +95,16 @@ waiters AS (
 ),`
       : ''
   }
--- lock waiters are counted here whether or not the lock graph is read
+-- lock waiters are counted here whether or not the lock graph is read; a session holds the
+-- horizon by its own transaction id, or by its snapshot when that is older than every running
+-- transaction (else its snapshot is old because of that transaction, which is the holder)
 states AS (
   SELECT json_agg(json_build_array(g.state, g.n, g.oldest_ms)) AS states, sum(g.n)::int AS clients,
          coalesce(sum(g.waiting), 0)::int AS waiting, coalesce(max(g.horizon), 0) AS session_horizon
     FROM (SELECT CASE WHEN c.backend_type IS NULL THEN NULL ELSE c.state END AS state, count(*)::int AS n,
                  coalesce(max(extract(epoch FROM me.now - c.state_change)::float8 * 1000), 0) AS oldest_ms,
                  count(*) FILTER (WHERE c.wait_event_type = 'Lock') AS waiting,
-                 max(greatest(age(c.backend_xid), age(c.backend_xmin))) AS horizon
+                 max(greatest(age(c.backend_xid), CASE WHEN age(c.backend_xmin) > me.running_age THEN age(c.backend_xmin) END)) AS horizon
             FROM clients c, me GROUP BY 1) g
 ),
 -- the xmin horizon's other holders, never signalled: prepared transactions, replication slots

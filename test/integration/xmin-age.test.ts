@@ -148,6 +148,8 @@ describe('pg_reaper_xmin_age: every holder of the horizon, reported', () => {
     try {
       const prep = await writer(tag, 'prepared');
       await prep.client.query(`PREPARE TRANSACTION '${tag}'`);
+      // a snapshot old only because the prepared transaction runs: its victim, not a holder
+      const victim = await reader(tag, 'victim');
       await consume(300);
       const holder = await writer(tag, 'holder');
       await consume(200);
@@ -162,12 +164,16 @@ describe('pg_reaper_xmin_age: every holder of the horizon, reported', () => {
       expect(ages.prepared_transaction).toBeGreaterThanOrEqual(500);
       expect(ages.replication_slot).toBeGreaterThanOrEqual(500);
       expect(ages.session).toBeGreaterThanOrEqual(200);
+      // the session holder is the writer (its own xid), not the victim whose snapshot shows the
+      // prepared transaction's age
+      expect((await horizonOf(victim.pid)).xmin).toBeGreaterThanOrEqual(ages.prepared_transaction!);
       expect(ages.session).toBeLessThan(ages.prepared_transaction!);
       expect(ages.standby).toBe(0);
       // what the reaper cannot signal stays as it was
       expect((await s.admin.query('SELECT 1 FROM pg_prepared_xacts WHERE gid = $1', [tag])).rowCount).toBe(1);
       expect((await s.admin.query('SELECT 1 FROM pg_replication_slots WHERE slot_name = $1', [slot])).rowCount).toBe(1);
       expect(await s.isAlive(holder.pid)).toBe(true);
+      expect(await s.isAlive(victim.pid)).toBe(true);
     } finally {
       for (const { gid } of (await s.admin.query<{ gid: string }>('SELECT gid FROM pg_prepared_xacts')).rows) await s.admin.query(`ROLLBACK PREPARED '${gid}'`);
       await s.admin.query('SELECT pg_drop_replication_slot($1)', [slot]);
