@@ -5,6 +5,7 @@ import { parseConnInfo, type SslMode } from '../config/conninfo.js';
 import type { TargetConfig } from '../config/schema.js';
 import { describeError, registerSecret, sqlState } from '../util/errors.js';
 import type { Db, QueryOptions } from './db.js';
+import { withPoolerHint } from './pooler-hint.js';
 
 // One connection pool per target. Every connection carries our application_name (so no replica
 // of ours reaps it), TCP keepalives, and client- and server-side timeouts, so that a server that
@@ -140,7 +141,7 @@ export function openTarget(t: TargetConfig, opts: TargetOptions): TargetDb {
       try {
         return await pool.connect();
       } catch (err) {
-        if (i + 1 >= attempts.length || !refusedForEncryption(err)) throw err;
+        if (i + 1 >= attempts.length || !refusedForEncryption(err)) throw withPoolerHint(err, false);
       }
     }
   };
@@ -154,12 +155,13 @@ export function openTarget(t: TargetConfig, opts: TargetOptions): TargetDb {
   const on = (client: pg.PoolClient, state: { broken?: Error }): Db => ({
     async query<R extends object>(sql: string, params?: readonly unknown[], opts?: QueryOptions) {
       const values = params as unknown[] | undefined;
+      const prepared = opts?.prepare !== undefined && t.preparedStatements;
       try {
         // pg parses a named statement once per connection (a new connection prepares it afresh)
-        return (await (opts?.prepare !== undefined && t.preparedStatements ? client.query<R>({ text: sql, values, name: opts.prepare }) : client.query<R>(sql, values))).rows;
+        return (await (prepared ? client.query<R>({ text: sql, values, name: opts.prepare }) : client.query<R>(sql, values))).rows;
       } catch (err) {
         if (sqlState(err) === undefined) state.broken = err as Error;
-        throw err;
+        throw withPoolerHint(err, prepared);
       }
     },
   });

@@ -117,4 +117,25 @@ describe('the snapshot statement', () => {
       }
     }
   });
+
+  it('a prepared statement the server connection does not have (a pooler in transaction mode) fails with what to change', async () => {
+    const config = testConfig({ targets: [{ name: 'main', connectionString: urlFor({ user: reaper }) }], policies: [{ name: 'idle', maxIdle: '1h' }] });
+    const filter = snapshotFilter(compilePolicies(config, 'main'), PROTECT_ALL);
+    const db = openTarget(config.targets[0]!, { applicationName: config.applicationName });
+    try {
+      const version = async (c: Db) => Number((await c.query<{ v: string }>("SELECT current_setting('server_version_num') AS v"))[0]!.v);
+      const read = async (c: Db) => readSnapshot(c, { withQuery: false, filter, serverVersionNum: await version(c) });
+      // prepared by the first run; then the server connection loses it, as when a pooler hands
+      // the next run another one
+      const error = await db.withConnection(async (c) => {
+        await read(c);
+        await c.query('DEALLOCATE ALL');
+        return read(c).then(() => undefined, (err: unknown) => err as Error & { code?: string });
+      });
+      expect(error?.code).toBe('26000');
+      expect(error?.message).toContain('set preparedStatements: false for this target');
+    } finally {
+      await db.close();
+    }
+  });
 });
