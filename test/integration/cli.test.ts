@@ -5,12 +5,12 @@ import { join } from 'node:path';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { CLI, runCli, startCli } from '../helpers/cli.js';
 import { ensureReaperRole, ensureRole, PASSWORD, Sessions, unique, urlFor } from '../helpers/pg.js';
 
 // The built CLI as a child process, the way a container runs it.
 
 // the program as shipped: the bundle that npm run build makes (npm test builds first)
-const CLI = join(import.meta.dirname, '../../dist/pg-reaper/cli.js');
 const s = new Sessions();
 let reaper: string;
 let app: string;
@@ -29,26 +29,9 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs the CLI; `env` adds variables, and one set to undefined is removed. */
-function start(args: string[], env: Record<string, string | undefined> = {}): { child: ChildProcess; out: () => string; err: () => string; exit: Promise<Result> } {
-  const merged: NodeJS.ProcessEnv = { ...process.env, ...env };
-  for (const [k, v] of Object.entries(env)) if (v === undefined) delete merged[k];
-  const child = spawn(process.execPath, [CLI, ...args], { env: merged, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exit = once(child, 'exit').then(([code]) => ({ code: code as number | null, stdout, stderr }));
-  return { child, out: () => stdout, err: () => stderr, exit };
-}
-
-const cli = (args: string[], env?: Record<string, string | undefined>) => start(args, env).exit;
+const start = (args: string[], env: Record<string, string | undefined> = {}) => startCli(args, { env });
+const cli = (args: string[], env?: Record<string, string | undefined>) => runCli(args, env ? { env } : {});
 
 function writeConfig(name: string, body: string): string {
   const file = join(dir, name);

@@ -1,9 +1,8 @@
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { CLI, runCli, type CliResult } from '../helpers/cli.js';
 import { ensureReaperRole, ensureRole, PASSWORD, Sessions, unique, urlFor } from '../helpers/pg.js';
 
 // Proving a config before it runs, through the built CLI: `snapshot` of a real server replayed
@@ -11,7 +10,6 @@ import { ensureReaperRole, ensureRole, PASSWORD, Sessions, unique, urlFor } from
 // it; `test` passes, fails with its diff, or rejects a malformed file with a located error.
 
 const ROOT = join(import.meta.dirname, '../..');
-const CLI = join(ROOT, 'dist/pg-reaper/cli.js');
 const s = new Sessions();
 let reaper: string;
 let app: string;
@@ -30,24 +28,8 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI; a variable set to undefined in `env` is removed. */
-async function cli(args: string[], env: Record<string, string | undefined> = {}): Promise<Result> {
-  const merged: NodeJS.ProcessEnv = { ...process.env, ...env };
-  for (const [k, v] of Object.entries(env)) if (v === undefined) delete merged[k];
-  const child = spawn(process.execPath, [CLI, ...args], { env: merged, cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const [code] = (await once(child, 'exit')) as [number | null];
-  return { code, stdout, stderr };
-}
+/** Runs the CLI in the test's directory; a variable set to undefined in `env` is removed. */
+const cli = (args: string[], env: Record<string, string | undefined> = {}) => runCli(args, { env, cwd: dir });
 
 const write = (name: string, body: string) => {
   writeFileSync(join(dir, name), body);
@@ -183,7 +165,7 @@ policies:
     const replayed = await cli(['once', '--dry-run', '--from', 'blind.snapshot.json', '-c', config]);
     const doc = JSON.parse(readFileSync(join(dir, 'blind.snapshot.json'), 'utf8')) as { sessions: Line[] };
     expect(doc.sessions.find((x) => x.pid === other.pid)).toEqual({ pid: other.pid, user: app, database: 'postgres', application: `${tag}-other`, visible: false, canSignal: false });
-    const count = (r: Result) => /^main: ok, (\d+) sessions?, 0 decisions/m.exec(r.stdout)?.[1];
+    const count = (r: CliResult) => /^main: ok, (\d+) sessions?, 0 decisions/m.exec(r.stdout)?.[1];
     expect(count(live)).toBeDefined();
     expect(count(replayed)).toBe(count(live));
     expect(await s.isAlive(other.pid)).toBe(true);
